@@ -1,0 +1,49 @@
+"""Campaigns: the messages other services react to.
+
+(The campaign model and its state machine live in ``domain/campaign_model.py``.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lunamail.domain.messages import Command, Event, message
+
+
+@message("campaigns.SendCampaign")
+class SendCampaign(Command):
+    """Start sending now (or at ``at``, epoch seconds, when scheduled)."""
+
+    campaign: str
+
+
+@message("campaigns.CampaignSendStarted")
+class CampaignSendStarted(Event):
+    """The campaign passed its pre-send checks and starts sending.
+
+    ``content`` is everything delivery needs to render, so delivery keeps its
+    own copy and never reads the campaigns service's items:
+    ``{"subject", "html", "text", "from_name", "from_email", "reply_to",
+    "headers": {...}, "attachments": [{"key", "filename", "content_type"}]}``.
+    """
+
+    campaign: str
+    lists: tuple[str, ...]
+    content: dict[str, Any]
+    started_at: float
+
+
+@message("campaigns.CampaignPaused")
+class CampaignPaused(Event):
+    campaign: str
+    reason: str = ""
+
+
+@message("campaigns.CampaignResumed")
+class CampaignResumed(Event):
+    campaign: str
+
+
+@message("campaigns.CampaignCancelled")
+class CampaignCancelled(Event):
+    campaign: str

@@ -1,0 +1,79 @@
+"""Delivery: the fan-out from an audience to batches of sends, and their outcomes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lunamail.domain.messages import Command, Event, message
+
+# A recipient as it travels in messages: {"email", "name", "fields": {...}, "list": list_id}.
+Recipient = dict[str, Any]
+
+
+@message("audience.SelectRecipients")
+class SelectRecipients(Command):
+    """Audience: select page ``seq`` of a campaign's audience (lists[list_index] from ``cursor``),
+    minus suppressed and not-subscribed addresses, emit RecipientsSelected, then the
+    command for the next page.  One page per handler run."""
+
+    campaign: str
+    lists: tuple[str, ...]
+    list_index: int = 0
+    cursor: str | None = None
+    seq: int = 0
+
+
+@message("audience.RecipientsSelected")
+class RecipientsSelected(Event):
+    """One page of a campaign's audience.  ``last`` is True on the final page, whose
+    ``seq + 1`` is then the number of pages."""
+
+    campaign: str
+    seq: int
+    recipients: tuple[Recipient, ...]
+    last: bool
+
+
+@message("delivery.SendBatch")
+class SendBatch(Command):
+    """Send one batch of recipients.  Safe to run twice: recipients with a final
+    outcome on record are skipped."""
+
+    campaign: str
+    batch: str  # stable id: f"{seq}-{n}"
+    recipients: tuple[Recipient, ...]
+    attempt: int = 0
+
+
+@message("delivery.BatchSent")
+class BatchSent(Event):
+    """Outcomes of one batch run (aggregated so counters are written once per batch)."""
+
+    campaign: str
+    batch: str
+    sent: int
+    deferred: int
+    failed: int
+    at: float
+    failures: tuple[dict[str, Any], ...] = ()  # [{"email", "code", "reply"}] for failed
+
+
+@message("delivery.RecipientsPlanned")
+class RecipientsPlanned(Event):
+    """Recipients newly claimed for a campaign (duplicates across lists are not counted)."""
+
+    campaign: str
+    count: int
+    planning_done: bool = False
+    total: int | None = None  # known once planning is done
+
+
+@message("delivery.CampaignDelivered")
+class CampaignDelivered(Event):
+    """Every planned recipient has a final outcome (sent or failed).  Emitted once."""
+
+    campaign: str
+    planned: int
+    sent: int
+    failed: int
+    at: float

@@ -1,0 +1,1 @@
+"""Shared pure helpers used by more than one service."""

@@ -1,0 +1,27 @@
+"""Deps: what a handler may use.  Built once by the bootstrap and injected.
+
+Handlers take ``(message, deps)`` and return the messages they emit, so the
+same handler runs under the local runtime, in a Lambda function, or in a
+unit test with fakes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lunamail.config import Settings
+from lunamail.ports.blobs import Blobs
+from lunamail.ports.clock import Clock
+from lunamail.ports.itemstore import ItemStore
+from lunamail.ports.mailer import Mailer
+from lunamail.ports.secrets import Secrets
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    store: ItemStore
+    blobs: Blobs
+    clock: Clock
+    secrets: Secrets
+    mailer: Mailer | None = None  # only the delivery handlers need it; built lazily by bootstrap

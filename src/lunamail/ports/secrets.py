@@ -1,0 +1,39 @@
+"""Secrets: per-account keys for signing tokens (tracking, unsubscribe, VERP, uploads)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Secrets(Protocol):
+    def key(self, account: str, purpose: str) -> bytes:
+        """A 32-byte key unique to (account, purpose); stable across restarts."""
+        ...
+
+
+class DerivedSecrets:
+    """Derives per-account keys from one master key (HMAC-SHA256 as a KDF).
+
+    The master key lives in the data folder locally, in Secrets Manager on AWS;
+    rotating it invalidates outstanding tokens, which is the point of rotation.
+    """
+
+    def __init__(self, master: bytes) -> None:
+        if len(master) < 32:
+            raise ValueError("master key must be at least 32 bytes")
+        self._master = master
+        self._cache: dict[tuple[str, str], bytes] = {}
+
+    def key(self, account: str, purpose: str) -> bytes:
+        k = (account, purpose)
+        found = self._cache.get(k)
+        if found is None:
+            found = hmac.new(self._master, f"{account}\x00{purpose}".encode(), hashlib.sha256).digest()
+            self._cache[k] = found
+        return found
+
+    def __repr__(self) -> str:  # never print key material
+        return "DerivedSecrets(<hidden>)"
