@@ -59,6 +59,7 @@ class Event(Message):
     KIND: ClassVar[str] = "event"
 
 
+@typing.dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(dataclasses.field,))
 def message(name: str, version: int = 1) -> Callable[[type[M]], type[M]]:
     """Class decorator: freeze the class as a dataclass and register it under ``name``."""
 
@@ -108,3 +109,12 @@ def from_dict(payload: dict[str, Any]) -> Message:
 def from_json(raw: bytes | str) -> Message:
     """Rebuild a message from :meth:`Message.to_json` output."""
     return from_dict(orjson.loads(raw))
+
+
+@dataclasses.dataclass(frozen=True)
+class Later:
+    """A handler's way to emit a message that becomes visible only after ``delay`` seconds
+    (retries with backoff, scheduled sends).  The bus unwraps it."""
+
+    message: Message
+    delay: float

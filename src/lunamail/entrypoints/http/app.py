@@ -1,0 +1,99 @@
+"""The HTTP API: an ASGI app over the same service functions the CLI calls.
+
+Routes are thin (parse, call the service, shape the response).  Every ``/v1``
+route needs ``Authorization: Bearer <key>`` and works on the key's account
+only.  To add an area, write a ``routes_<area>.py`` with an ``APIRouter``
+(``route_class=ErrorRoute``) and append it to ``V1_ROUTERS`` (or pass it in
+``extra_routers``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+from fastapi import APIRouter, Depends, FastAPI
+
+import lunamail
+from lunamail.domain.messages import Later, Message
+from lunamail.entrypoints.http import (
+    routes_account,
+    routes_imports,
+    routes_lists,
+    routes_subscribers,
+    routes_suppressions,
+    routes_uploads,
+)
+from lunamail.entrypoints.http.auth import require_account
+from lunamail.entrypoints.http.context import ApiContext, Publish
+from lunamail.entrypoints.http.errors import install_error_handlers
+from lunamail.ports.deps import Deps
+
+# Authenticated routers mounted under /v1, in the order they appear in the docs.
+V1_ROUTERS: list[APIRouter] = [
+    routes_account.router,
+    routes_lists.router,
+    routes_subscribers.router,
+    routes_suppressions.router,
+    routes_imports.router,
+]
+# Routers outside /v1 that authorise requests their own way (signed URLs).
+PUBLIC_ROUTERS: list[APIRouter] = [routes_uploads.router]
+
+# The files blob adapter signs upload URLs with this (account, purpose) key.
+UPLOAD_KEY_OWNER = "*"
+UPLOAD_KEY_PURPOSE = "blob-upload"
+
+
+class _Bus(Protocol):
+    def publish(self, messages: Iterable[Message | Later]) -> Any: ...
+
+
+class _System(Protocol):
+    """What ``runtime.bootstrap.bootstrap`` returns, as far as the API needs it."""
+
+    @property
+    def deps(self) -> Deps: ...
+
+    @property
+    def bus(self) -> _Bus: ...
+
+
+def create_app(
+    system: _System | Deps,
+    *,
+    publish: Publish | None = None,
+    extra_routers: Sequence[APIRouter] = (),
+    upload_signing_key: bytes | None = None,
+) -> FastAPI:
+    """Build the ASGI app over a bootstrapped system (or bare ``Deps`` plus ``publish``,
+    for tests).  OpenAPI docs are at ``/docs``, the schema at ``/openapi.json``."""
+    if isinstance(system, Deps):
+        deps = system
+        if publish is None:
+            raise TypeError("create_app(deps) needs publish=: there is no bus to hand messages to")
+    else:
+        deps = system.deps
+        publish = publish or system.bus.publish
+    if upload_signing_key is None:
+        upload_signing_key = deps.secrets.key(UPLOAD_KEY_OWNER, UPLOAD_KEY_PURPOSE)
+
+    app = FastAPI(
+        title="Lunamail API",
+        version=lunamail.__version__ if hasattr(lunamail, "__version__") else "0.1.0",
+        description="Audiences, campaigns and reports. Authenticate with `Authorization: Bearer <API key>`.",
+    )
+    app.state.lunamail = ApiContext(deps=deps, publish=publish, upload_signing_key=upload_signing_key)
+    install_error_handlers(app)
+
+    @app.get("/health", tags=["health"], summary="Liveness (no authentication)")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_account)])
+    for router in (*V1_ROUTERS, *extra_routers):
+        v1.include_router(router)
+    app.include_router(v1)
+    for router in PUBLIC_ROUTERS:
+        app.include_router(router)
+    return app

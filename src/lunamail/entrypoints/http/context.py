@@ -1,0 +1,36 @@
+"""What every request handler gets: the wired dependencies and a way to publish."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from lunamail.domain.messages import Later, Message
+from lunamail.ports.deps import Deps
+
+Publish = Callable[[Sequence[Message | Later]], Any]
+
+
+@dataclass
+class ApiContext:
+    """Shared by all requests of one app.  ``publish`` hands messages to the bus after a
+    service call succeeded (the workers do the rest)."""
+
+    deps: Deps
+    publish: Publish
+    upload_signing_key: bytes | None = None  # checks the signed upload URLs of the files blobs
+
+    def emit(self, messages: Sequence[Message | Later]) -> None:
+        if messages:
+            self.publish(list(messages))
+
+
+def get_context(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.lunamail
+    return ctx
+
+
+Ctx = Annotated[ApiContext, Depends(get_context)]

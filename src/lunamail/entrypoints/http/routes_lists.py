@@ -1,0 +1,93 @@
+"""Lists: create, list (with counts), get, update, delete."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from lunamail.domain.messages import Message
+from lunamail.entrypoints.http.auth import AccountId
+from lunamail.entrypoints.http.context import Ctx
+from lunamail.entrypoints.http.errors import ErrorRoute
+from lunamail.entrypoints.http.pagination import DEFAULT_LIMIT, Cursor, Limit, PageOut, slice_page
+from lunamail.services.audience import api as audience
+
+router = APIRouter(prefix="/lists", tags=["lists"], route_class=ErrorRoute)
+
+
+class FieldIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=64)
+    type: Literal["text", "number", "bool", "date"] = "text"
+
+
+class ListCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field("", max_length=2000)
+    fields: list[FieldIn] = Field(default_factory=list, max_length=100)
+    double_opt_in: bool = False
+
+
+class ListUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=2000)
+    fields: list[FieldIn] | None = Field(None, max_length=100)
+    double_opt_in: bool | None = None
+
+
+def _fields(fields: list[FieldIn] | None) -> list[dict[str, str]] | None:
+    return None if fields is None else [f.model_dump() for f in fields]
+
+
+@router.post("", status_code=201, summary="Create a list")
+def create_list(body: ListCreate, ctx: Ctx, account: AccountId) -> dict[str, Any]:
+    events: list[Message] = []
+    out = audience.create_list(
+        ctx.deps,
+        account,
+        body.name,
+        description=body.description,
+        fields=_fields(body.fields) or [],
+        double_opt_in=body.double_opt_in,
+        events=events,
+    )
+    ctx.emit(events)
+    return out
+
+
+@router.get("", response_model=PageOut, summary="The account's lists with their counts")
+def list_lists(
+    ctx: Ctx, account: AccountId, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+) -> dict[str, Any]:
+    lists = audience.list_lists(ctx.deps, account)  # lists are few: the service reads them all
+    return slice_page(ctx.deps, account, "lists", lists, limit, cursor)
+
+
+@router.get("/{list_id}", summary="One list by id (or name)")
+def get_list(list_id: str, ctx: Ctx, account: AccountId) -> dict[str, Any]:
+    return audience.get_list(ctx.deps, account, list_id)
+
+
+@router.patch("/{list_id}", summary="Change a list's name, description, fields or opt-in")
+def update_list(list_id: str, body: ListUpdate, ctx: Ctx, account: AccountId) -> dict[str, Any]:
+    return audience.update_list(
+        ctx.deps,
+        account,
+        list_id,
+        name=body.name,
+        description=body.description,
+        fields=_fields(body.fields),
+        double_opt_in=body.double_opt_in,
+    )
+
+
+@router.delete("/{list_id}", status_code=204, summary="Delete a list (subscribers are purged in the background)")
+def delete_list(list_id: str, ctx: Ctx, account: AccountId) -> Response:
+    events: list[Message] = []
+    purge = audience.delete_list(ctx.deps, account, list_id, events=events)
+    ctx.emit([*events, *purge])
+    return Response(status_code=204)

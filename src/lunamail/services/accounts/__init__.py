@@ -1,0 +1,1 @@
+"""Accounts service: tenants, API keys, and the account-wide sending lock."""

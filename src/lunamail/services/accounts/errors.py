@@ -1,0 +1,33 @@
+"""Errors of the accounts service.
+
+The HTTP layer maps errors by the name of their class (``NotFound`` -> 404,
+``Conflict`` -> 409, ``InvalidInput`` -> 422), so each service may keep its own
+classes without importing another service's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AccountsError(Exception):
+    """Base of this service's errors."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+
+
+class NotFound(AccountsError):
+    code = "not_found"
+
+
+class Conflict(AccountsError):
+    code = "conflict"
+
+
+class InvalidInput(AccountsError):
+    code = "invalid_input"
