@@ -12,9 +12,15 @@ from lunamail.domain.messages import Command, Event, message
 
 @message("campaigns.SendCampaign")
 class SendCampaign(Command):
-    """Start sending now (or at ``at``, epoch seconds, when scheduled)."""
+    """Start sending now (or at ``at``, epoch seconds, when scheduled).
+
+    A scheduled command carries the ``at`` it was issued for: when the campaign has been
+    re-scheduled since, the stored time differs and the stale command is ignored.  Whoever
+    enqueues it should delay it until ``at`` (and re-enqueue it when it arrives early).
+    """
 
     campaign: str
+    at: float | None = None
 
 
 @message("campaigns.CampaignSendStarted")
@@ -47,3 +53,14 @@ class CampaignResumed(Event):
 @message("campaigns.CampaignCancelled")
 class CampaignCancelled(Event):
     campaign: str
+
+
+@message("campaigns.SendTest")
+class SendTest(Command):
+    """Send the campaign to a few ``addresses`` as a test: marked as a test, never counted in
+    reports, never recorded as a send.  ``content`` has the same shape as in
+    :class:`CampaignSendStarted`."""
+
+    campaign: str
+    addresses: tuple[str, ...]
+    content: dict[str, Any]
