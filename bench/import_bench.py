@@ -1,0 +1,176 @@
+"""CSV import benchmark: rows/s and peak memory of ``lunamail import`` on SQLite.
+
+Generates 100k- and 1M-row CSV files (streamed to disk), imports each into a
+fresh data folder in a child process (so its peak RSS is its own), and runs a
+bare-SQLite baseline on the same rows in the same run: ``csv.reader`` plus one
+``executemany`` into a table with a UNIQUE index, i.e. the floor any importer
+on this disk and CPU pays.  Writes its section of docs/benchmarks.md.
+
+    python bench/import_bench.py [--rows 100000 1000000] [--no-docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import re
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "benchmarks.md"
+START, END = "<!-- import-bench:start -->", "<!-- import-bench:end -->"
+DOMAINS = ("example.com", "mail.example.org", "example.net", "Example.IO", "corp.example.co.uk")
+FIRST = ("Ann", "Bob", "Carla", "Dmitri", "Eve", "Fatima", "Gus", "Héloïse", "Ivan", "Jun")
+CITIES = ("Paris", "Oslo", "Zürich", "Lagos", "Lima", "Pune", "Osaka", "Quito")
+
+
+def generate(path: Path, rows: int) -> None:
+    """A realistic-looking file: mixed-case domains, a few role and invalid addresses,
+    some duplicates, rows in no particular key order."""
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["Email", "First Name", "Last Name", "City", "Plan"])
+        for i in range(rows):
+            n = (i * 7_919) % rows  # scatter keys: imports rarely arrive sorted
+            if i % 997 == 0:
+                email = f"broken{n}.example.com"  # invalid
+            elif i % 1009 == 0:
+                email = f"info@firm{n}.com"  # role address
+            elif i % 1013 == 0 and i:
+                email = f"user{(i - 1) * 7_919 % rows}@{DOMAINS[(i - 1) % 5]}"  # duplicate
+            else:
+                email = f"user{n}@{DOMAINS[i % 5]}"
+            w.writerow([email, FIRST[i % 10], f"Family{n % 5000}", CITIES[i % 8], "pro" if i % 3 else ""])
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def child_import(csv_path: Path, data_dir: Path) -> dict[str, Any]:
+    from lunamail.domain.audience import ImportChunk
+    from lunamail.runtime.bootstrap import bootstrap_in
+    from lunamail.services.audience import api, handlers
+
+    with bootstrap_in(data_dir) as system:
+        deps = system.deps
+        api.create_list(deps, "default", "bench")
+        t0 = time.perf_counter()
+        with csv_path.open("rb") as f:
+            deps.blobs.put_stream("uploads/bench.csv", f)
+        upload = time.perf_counter() - t0
+        rss_before = peak_rss_mb()
+        w0, c0 = time.perf_counter(), time.process_time()
+        _job, cmd = api.start_import(deps, "default", "bench", "uploads/bench.csv")
+        nxt: ImportChunk | None = cmd
+        while nxt is not None:
+            nxt = next((m for m in handlers.import_chunk(nxt, deps) if isinstance(m, ImportChunk)), None)
+        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        job = api.get_import(deps, "default", cmd.import_id)
+    return {"wall": wall, "cpu": cpu, "upload": upload, "rss_mb": peak_rss_mb(),
+            "rss_before_mb": rss_before, "job": job}  # fmt: skip
+
+
+def child_baseline(csv_path: Path, db: Path) -> dict[str, Any]:
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("CREATE TABLE s (email TEXT, name TEXT, city TEXT, plan TEXT)")
+    conn.execute("CREATE UNIQUE INDEX s_email ON s (email)")
+    w0, c0 = time.perf_counter(), time.process_time()
+    with csv_path.open(encoding="utf-8", newline="") as f:
+        r = csv.reader(f)
+        next(r)
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT OR IGNORE INTO s VALUES (?, ?, ?, ?)",
+            ((row[0], f"{row[1]} {row[2]}", row[3], row[4]) for row in r),
+        )
+        conn.execute("COMMIT")
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    return {"wall": wall, "cpu": cpu, "rss_mb": peak_rss_mb()}
+
+
+def in_child(kind: str, csv_path: Path, target: Path) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, str(csv_path), str(target)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def write_docs(section: str) -> None:
+    DOCS.parent.mkdir(parents=True, exist_ok=True)
+    text = DOCS.read_text("utf-8") if DOCS.exists() else "# Benchmarks\n"
+    block = f"{START}\n{section.rstrip()}\n{END}"
+    if START in text and END in text:
+        text = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _m: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    DOCS.write_text(text, "utf-8")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    p.add_argument("--no-docs", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        kind, csv_path, target = args.child
+        fn = child_import if kind == "import" else child_baseline
+        print(json.dumps(fn(Path(csv_path), Path(target))))
+        return
+
+    lines = [
+        "## CSV import (`bench/import_bench.py`)",
+        "",
+        f"{time.strftime('%Y-%m-%d')}, Python {platform.python_version()}, {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} when started; one process, SQLite WAL store, file blobs, default chunking "
+        "(50,000 rows per handler run, 4,000 rows per store round trip). Rows/s are per row of "
+        "the file (rejected and duplicate rows included); CPU rows/s use the process's CPU "
+        "time, which a busy machine disturbs less than wall time. The baseline is csv.reader "
+        "plus one executemany into a table with a UNIQUE index: the floor on this machine.",
+        "",
+        "| rows | import rows/s (wall) | import rows/s (CPU) | peak RSS | baseline rows/s (wall) | import / baseline | imported | rejected | duplicates | role |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    with tempfile.TemporaryDirectory(prefix="import-bench-") as tmp:
+        for rows in args.rows:
+            csv_path = Path(tmp) / f"{rows}.csv"
+            generate(csv_path, rows)
+            imp = in_child("import", csv_path, Path(tmp) / f"data-{rows}")
+            base = in_child("baseline", csv_path, Path(tmp) / f"baseline-{rows}.db")
+            job = imp["job"]
+            rate, cpu_rate, base_rate = rows / imp["wall"], rows / imp["cpu"], rows / base["wall"]
+            print(
+                f"{rows:>9,} rows: import {rate:,.0f} rows/s wall, {cpu_rate:,.0f} rows/s CPU, "
+                f"peak RSS {imp['rss_mb']:.0f} MB (before import {imp['rss_before_mb']:.0f} MB); "
+                f"baseline {base_rate:,.0f} rows/s; imported {job['imported']:,}, "
+                f"rejected {job['rejected']:,}, duplicates {job['duplicates']:,}, role {job['role']:,}",
+                flush=True,
+            )
+            lines.append(
+                f"| {rows:,} | {rate:,.0f} | {cpu_rate:,.0f} | {imp['rss_mb']:.0f} MB | {base_rate:,.0f} "
+                f"| {rate / base_rate:.2f} | {job['imported']:,} | {job['rejected']:,} "
+                f"| {job['duplicates']:,} | {job['role']:,} |"
+            )
+            csv_path.unlink()
+    if not args.no_docs:
+        write_docs("\n".join(lines))
+        print(f"updated {DOCS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

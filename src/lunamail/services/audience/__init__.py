@@ -1,0 +1,1 @@
+"""Audience service: lists, subscribers, suppression, CSV imports, recipient selection."""

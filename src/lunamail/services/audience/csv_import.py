@@ -1,0 +1,709 @@
+"""Streaming CSV import: inspect a file once, then import it chunk by chunk.
+
+The file is never held in memory.  ``plan_import`` reads a 64 KB prefix to
+decide the encoding, delimiter, header and column mapping, which are stored on
+the import job.  ``run_chunk`` seeks to a byte offset and imports at most N
+rows, in sub-batches with one ``get_many`` (existing subscribers and
+suppressions) and one or two ``put_many`` each; the per-row work is a handful
+of plain tuple and dict operations.  Rows stay tuples on the hot path.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import math
+import operator
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import IO, Any
+
+from lunamail.domain import audience as dom
+from lunamail.lib import emails
+from lunamail.ports.blobs import Blobs
+from lunamail.ports.itemstore import IF_ABSENT, Item, ItemStore
+
+from .errors import InvalidInput
+
+SAMPLE_BYTES = 64 * 1024
+MAX_FIELD = 64 * 1024  # characters in one field
+MAX_LINE = 1024 * 1024  # bytes in one physical line; longer lines are skipped unread
+SUB_BATCH = 4000  # rows per get_many / put_many round trip
+REPORT_VALUE_CHARS = 200
+DETECT_ROWS = 50
+
+_EMAIL_NAMES = {"email", "e mail", "mail", "email address", "e mail address", "emailaddress", "mail address"}
+_NAME_NAMES = {"name", "full name", "fullname", "display name", "contact name"}
+_FIRST_NAMES = {"first name", "firstname", "first", "given name", "forename"}
+_LAST_NAMES = {"last name", "lastname", "last", "surname", "family name"}
+_STATUS_NAMES = {"status", "subscription status"}
+_TARGETS_SPECIAL = {"email", "name", "first_name", "last_name", "status", "-"}
+_BOOL = {"true": True, "yes": True, "y": True, "1": True, "false": False, "no": False, "n": False, "0": False}
+
+
+def _norm_header(h: str) -> str:
+    return re.sub(r"[\s_\-]+", " ", h.strip().lower())
+
+
+def _slug(h: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", h.strip().lower()).strip("_") or "field"
+
+
+# ---------------------------------------------------------------- reading
+
+
+class _Lines:
+    """Decoded physical lines for ``csv.reader``, counting bytes and line numbers, so a
+    chunk can stop after any row and the next one can seek to the exact byte."""
+
+    __slots__ = ("encoding", "f", "flag", "line", "pos")
+
+    def __init__(self, f: IO[bytes], encoding: str, pos: int, line: int) -> None:
+        self.f = f
+        self.encoding = encoding
+        self.pos = pos
+        self.line = line  # physical lines consumed so far (the last line read)
+        self.flag = ""  # why the current row cannot be used, if anything
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        raw = self.f.readline(MAX_LINE)
+        if not raw:
+            raise StopIteration
+        self.pos += len(raw)
+        self.line += 1
+        if len(raw) == MAX_LINE and raw[-1] != 10:
+            while True:  # skip the rest of an oversized line without keeping it
+                more = self.f.readline(MAX_LINE)
+                self.pos += len(more)
+                if not more or more[-1] == 10:
+                    break
+            self.flag = f"row too large (a line over {MAX_LINE} bytes)"
+            return "\n"
+        try:
+            return raw.decode(self.encoding)
+        except UnicodeDecodeError as e:
+            if not self.flag:
+                enc = "UTF-8" if self.encoding == "utf-8" else self.encoding
+                self.flag = f"not valid {enc} text (byte 0x{raw[e.start]:02x} at byte {e.start + 1} of the line)"
+            return raw.decode(self.encoding, "replace")
+
+
+def _open_at(blobs: Blobs, key: str, offset: int) -> IO[bytes]:
+    """The object as a buffered binary stream positioned at ``offset``."""
+    path = blobs.local_path(key)
+    f: IO[bytes]
+    if path is not None:
+        f = open(path, "rb", buffering=1 << 20)  # noqa: SIM115 - caller closes
+    else:
+        stream = blobs.open(key)
+        f = io.BufferedReader(stream, 1 << 20) if isinstance(stream, io.RawIOBase) else stream
+    if offset:
+        if f.seekable():
+            f.seek(offset)
+        else:
+            left = offset
+            while left > 0:
+                got = f.read(min(left, 1 << 20))
+                if not got:
+                    break
+                left -= len(got)
+    return f
+
+
+class _FieldLimit:
+    """Lower ``csv.field_size_limit`` for the duration of a read (it is process-global)."""
+
+    def __enter__(self) -> None:
+        self._old = csv.field_size_limit(MAX_FIELD)
+
+    def __exit__(self, *exc: object) -> None:
+        csv.field_size_limit(self._old)
+
+
+def _csv_error_reason(e: csv.Error) -> str:
+    if "field larger than field limit" in str(e):
+        return f"field too large (over {MAX_FIELD} characters)"
+    return f"malformed CSV ({e})"
+
+
+# ---------------------------------------------------------------- planning
+
+
+def _decide_encoding(sample: bytes, whole: bool) -> tuple[str, int]:
+    """(encoding, bytes to skip): a BOM wins; else UTF-8 if the prefix decodes; else cp1252."""
+    if sample.startswith(codecs.BOM_UTF8):
+        return "utf-8", 3
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=whole)
+    except UnicodeDecodeError:
+        return "cp1252", 0
+    return "utf-8", 0
+
+
+def _sniff_delimiter(first_line: str) -> str:
+    """The candidate that splits the header most often outside quotes (',' on a tie)."""
+    counts = dict.fromkeys(",;\t", 0)
+    quoted = False
+    for ch in first_line:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in counts:
+            counts[ch] += 1
+    best = max(counts, key=lambda c: (counts[c], c == ","))
+    return best if counts[best] else ","
+
+
+def plan_import(
+    blobs: Blobs, key: str, field_defs: Sequence[Mapping[str, str]], mapping: Mapping[str, str]
+) -> dict[str, Any]:
+    """Decide how to read the file; raise InvalidInput for problems with the whole file."""
+    if not blobs.exists(key):
+        raise InvalidInput(f"no uploaded file {key!r}", {"file": "missing"})
+    with _open_at(blobs, key, 0) as f:
+        sample = f.read(SAMPLE_BYTES)
+        whole = len(sample) < SAMPLE_BYTES
+    if not sample.strip():
+        raise InvalidInput("the file is empty", {"file": "empty"})
+    if b"\x00" in sample:
+        raise InvalidInput(
+            "the file is binary (or UTF-16), not CSV text; save it as CSV (UTF-8)", {"file": "binary"}
+        )
+    encoding, skip = _decide_encoding(sample, whole)
+    text = sample[skip:].decode(encoding, "replace")
+    controls = sum(1 for c in text[:4096] if c < " " and c not in "\t\r\n")
+    if controls * 20 > min(len(text), 4096):
+        raise InvalidInput("the file is binary, not CSV text", {"file": "binary"})
+    first = next((ln for ln in text.splitlines() if ln.strip()), "")
+    delimiter = _sniff_delimiter(first)
+
+    with _open_at(blobs, key, skip) as f, _FieldLimit():
+        lines = _Lines(f, encoding, skip, 0)
+        reader = csv.reader(lines, delimiter=delimiter)
+        header: list[str] | None = None
+        header_line = 0
+        data_offset = skip
+        sample_rows: list[list[str]] = []
+        try:
+            for row in reader:
+                if header is None and lines.flag:
+                    raise InvalidInput(f"cannot read the header row: {lines.flag}", {"file": "header"})
+                if not any(c.strip() for c in row):
+                    continue
+                if header is None:
+                    header, header_line, data_offset = row, lines.line, lines.pos
+                    continue
+                sample_rows.append(row)
+                if len(sample_rows) >= DETECT_ROWS:
+                    break
+        except csv.Error as e:
+            if header is None:
+                raise InvalidInput(f"cannot read the header row: {_csv_error_reason(e)}", {"file": "header"}) from e
+    if header is None:
+        raise InvalidInput("the file is empty", {"file": "empty"})
+
+    has_header = not any(emails.is_valid(c) for c in header)
+    if not has_header:
+        sample_rows.insert(0, header)
+        names = [f"column {i + 1}" for i in range(len(header))]
+        data_offset, data_line = skip, 1
+    else:
+        names = [h.strip() for h in header]
+        data_line = header_line + 1
+    layout = _map_columns(names, has_header, sample_rows, field_defs, mapping)
+    layout.update(
+        encoding=encoding,
+        delimiter=delimiter,
+        has_header=has_header,
+        data_offset=data_offset,
+        data_line=data_line,
+    )
+    return layout
+
+
+def _map_columns(
+    names: list[str],
+    has_header: bool,
+    sample_rows: list[list[str]],
+    field_defs: Sequence[Mapping[str, str]],
+    mapping: Mapping[str, str],
+) -> dict[str, Any]:
+    """Assign each column a target: email, name, first/last name, status or a custom field."""
+    lookup = {n.casefold(): i for i, n in enumerate(names)}
+    targets: dict[int, str] = {}
+    for column, target in mapping.items():
+        idx = lookup.get(column.strip().casefold())
+        if idx is None:
+            raise InvalidInput(
+                f"--map: no column {column!r} in the file (columns: {', '.join(names)})",
+                {"mapping": column},
+            )
+        targets[idx] = target.strip()
+    for i, n in enumerate(names):
+        if i in targets or not has_header:
+            continue
+        h = _norm_header(n)
+        if h in _EMAIL_NAMES and "email" not in targets.values():
+            targets[i] = "email"
+        elif h in _NAME_NAMES and "name" not in targets.values():
+            targets[i] = "name"
+        elif h in _FIRST_NAMES and "first_name" not in targets.values():
+            targets[i] = "first_name"
+        elif h in _LAST_NAMES and "last_name" not in targets.values():
+            targets[i] = "last_name"
+        elif h in _STATUS_NAMES and "status" not in targets.values():
+            targets[i] = "status"
+    if "email" not in targets.values():
+        idx = _email_column_by_values(names, sample_rows, set(targets))
+        if idx is None:
+            raise InvalidInput(
+                f"no email column found (columns: {', '.join(names)}); "
+                "name one with --map COLUMN=email",
+                {"file": "no email column"},
+            )
+        targets[idx] = "email"
+    types = {d["name"]: d.get("type", "text") for d in field_defs}
+    fields: list[list[Any]] = []
+    for i, n in enumerate(names):
+        t = targets.get(i)
+        if t is None:
+            t = _slug(n) if has_header else f"column_{i + 1}"
+            targets[i] = t
+        if t not in _TARGETS_SPECIAL:
+            fields.append([i, t, types.get(t, "text")])
+
+    def col(target: str) -> int | None:
+        return next((i for i, t in targets.items() if t == target), None)
+
+    return {
+        "columns": names,
+        "ncols": len(names),
+        "email": col("email"),
+        "name": col("name"),
+        "first": col("first_name"),
+        "last": col("last_name"),
+        "status": col("status"),
+        "fields": fields,
+        "columns_view": {names[i]: t for i, t in sorted(targets.items())},
+    }
+
+
+def _email_column_by_values(
+    names: list[str], rows: list[list[str]], taken: set[int]
+) -> int | None:
+    """The column where most sampled values are valid addresses (at least half)."""
+    best, best_hits = None, 0
+    for i in range(len(names)):
+        if i in taken:
+            continue
+        hits = sum(1 for r in rows if i < len(r) and emails.is_valid(r[i]))
+        if hits > best_hits:
+            best, best_hits = i, hits
+    return best if rows and best_hits * 2 >= len(rows) else None
+
+
+# ---------------------------------------------------------------- importing
+
+
+@dataclass
+class ChunkResult:
+    offset: int
+    line: int
+    eof: bool
+    counts: dict[str, int]
+    list_deltas: dict[str, int]
+    rejects: list[tuple[int, str, str, str]] = field(default_factory=list)
+
+
+def coerce_field(value: str, typ: str) -> tuple[Any, str]:
+    """(value, "") or (None, reason) for a typed custom field."""
+    v = value.strip()
+    if typ == "number":
+        try:
+            return int(v), ""
+        except ValueError:
+            try:
+                f = float(v)
+            except ValueError:
+                return None, "not a number"
+            return (f, "") if math.isfinite(f) else (None, "not a finite number")
+    if typ == "bool":
+        b = _BOOL.get(v.lower())
+        return (b, "") if b is not None else (None, "not a yes/no value (true/false, yes/no, 1/0)")
+    if typ == "date":
+        try:
+            return date.fromisoformat(v).isoformat(), ""
+        except ValueError:
+            return None, "not a date (YYYY-MM-DD)"
+    return value, ""
+
+
+def run_chunk(
+    store: ItemStore,
+    blobs: Blobs,
+    job: Item,
+    account: str,
+    offset: int,
+    line: int,
+    max_rows: int,
+    now: float,
+) -> ChunkResult:
+    """Import up to ``max_rows`` rows from byte ``offset``; the caller records the result."""
+    lay = job["layout"]
+    import_id: str = job["id"]
+    list_id: str = job["list"]
+    mode: str = job["mode"]
+    names: list[str] = lay["columns"]
+    ncols: int = lay["ncols"]
+    ei: int = lay["email"]
+    ni: int | None = lay["name"]
+    fi: int | None = lay["first"]
+    li: int | None = lay["last"]
+    si: int | None = lay["status"]
+    field_cols: list[tuple[int, str, str]] = [(x[0], x[1], x[2]) for x in lay["fields"]]
+    typed = any(t != "text" for _, _, t in field_cols)
+    email_col = names[ei]
+    check = emails.check
+    is_role = emails.is_role
+    statuses = frozenset(dom.STATUSES)
+
+    counts = dict.fromkeys(("rows", "imported", "updated", "skipped", "rejected", "duplicates", "suppressed", "role"), 0)
+    deltas: dict[str, int] = {}
+    rejects: list[tuple[int, str, str, str]] = []
+    seen: set[str] = set()
+    batch: list[_Row] = []
+    writer = _Writer(store, account, list_id, import_id, mode, now, counts, deltas)
+
+    def reject(at: int, column: str, value: str, reason: str) -> None:
+        if len(value) > REPORT_VALUE_CHARS:
+            value = value[:REPORT_VALUE_CHARS] + "…"
+        rejects.append((at, column, value, reason))
+
+    eof = False
+    with _open_at(blobs, job["blob"], offset) as f, _FieldLimit():
+        lines = _Lines(f, lay["encoding"], offset, line - 1)
+        reader = csv.reader(lines, delimiter=lay["delimiter"])
+        budget = max_rows
+        while budget > 0:
+            budget -= 1
+            at = lines.line + 1
+            lines.flag = ""
+            try:
+                row = next(reader)
+            except StopIteration:
+                eof = True
+                break
+            except csv.Error as e:
+                counts["rows"] += 1
+                reject(at, "", "", _csv_error_reason(e))
+                continue
+            if lines.flag:
+                counts["rows"] += 1
+                reject(at, "", "", lines.flag)
+                continue
+            n = len(row)
+            if n != ncols:
+                if n == 0 or (n == 1 and not row[0].strip()):
+                    continue  # blank line
+                counts["rows"] += 1
+                reject(at, "", "", f"row has {n} fields, the header has {ncols}")
+                continue
+            counts["rows"] += 1
+            raw = row[ei]
+            email, why = check(raw)
+            if email is None:
+                reject(at, email_col, raw, f"invalid email address: {why}")
+                continue
+            if email in seen:
+                counts["duplicates"] += 1
+                counts["skipped"] += 1
+                continue
+            fields: dict[str, Any] = {}
+            if typed:
+                bad = False
+                for idx, fname, ftype in field_cols:
+                    v = row[idx]
+                    if v:
+                        if ftype != "text":
+                            v, why = coerce_field(v, ftype)
+                            if why:
+                                reject(at, names[idx], row[idx], f"{fname}: {why}")
+                                bad = True
+                                break
+                        fields[fname] = v
+                if bad:
+                    continue
+            else:
+                for idx, fname, _ in field_cols:
+                    v = row[idx]
+                    if v:
+                        fields[fname] = v
+            status: str | None = None
+            if si is not None:
+                s = row[si].strip().lower()
+                if s:
+                    if s not in statuses:
+                        reject(at, names[si], row[si], f"unknown status (one of {', '.join(dom.STATUSES)})")
+                        continue
+                    status = s
+            if ni is not None:
+                name = row[ni].strip()
+            elif fi is not None or li is not None:
+                name = f"{row[fi].strip() if fi is not None else ''} {row[li].strip() if li is not None else ''}".strip()
+            else:
+                name = ""
+            seen.add(email)
+            role = is_role(email)
+            if role:
+                counts["role"] += 1
+            batch.append((at, email, name, fields, status, role))
+            if len(batch) >= SUB_BATCH:
+                writer.flush(batch)
+                batch = []
+        if not eof and lines.pos >= job["bytes_total"]:
+            eof = True
+        if batch:
+            writer.flush(batch)
+    counts["rejected"] = len(rejects)
+    return ChunkResult(lines.pos, lines.line + 1, eof, counts, deltas, rejects)
+
+
+# (line, email, name, fields, status from the file or None, role address)
+_Row = tuple[int, str, str, dict[str, Any], str | None, bool]
+_by_email = operator.itemgetter(1)
+
+
+class _Writer:
+    """Applies one import mode to a sub-batch with one read and one or two writes.
+
+    Into a list that does not have the rows yet (the common case: a new list) the
+    writer is optimistic: it inserts every row with one conditional ``put_many`` and
+    reads nothing.  The first sub-batch that meets existing subscribers switches it to
+    reading first, so re-imports do not pay for failed inserts twice.
+    """
+
+    def __init__(
+        self,
+        store: ItemStore,
+        account: str,
+        list_id: str,
+        import_id: str,
+        mode: str,
+        now: float,
+        counts: dict[str, int],
+        deltas: dict[str, int],
+    ) -> None:
+        self.store = store
+        self.pk = dom.subscribers_pk(account, list_id)
+        self.sup_pk = dom.suppression_pk(account)
+        self.list_id = list_id
+        self.import_id = import_id
+        self.mode = mode
+        self.now = now
+        self.source = f"import:{import_id}"
+        self.counts = counts
+        self.deltas = deltas
+        self.optimistic = mode != dom.ImportMode.BLOCKLIST
+
+    def _suppressed(self, batch: list[_Row]) -> list[Item | None] | None:
+        """Suppression items per row, or None when the account has no suppressions at all
+        (one cheap query instead of a lookup per row)."""
+        if not self.store.query(self.sup_pk, limit=1).items:
+            return None
+        return self.store.get_many([(self.sup_pk, "SUP#" + b[1]) for b in batch])
+
+    def _new_item(self, row: _Row) -> Item:
+        _at, email, name, fields, status, role = row
+        item: Item = {
+            "pk": self.pk, "sk": "S#" + email, "email": email, "list": self.list_id,
+            "name": name, "fields": fields, "status": status or "subscribed",
+            "source": self.source, "created_at": self.now, "updated_at": self.now,
+            "imp": self.import_id,
+        }  # fmt: skip
+        if role:
+            item["role"] = True
+        return item
+
+    def flush(self, batch: list[_Row]) -> None:
+        batch.sort(key=_by_email)  # neighbouring keys: fewer B-tree pages touched per write
+        sups = self._suppressed(batch)
+        if self.mode == dom.ImportMode.BLOCKLIST:
+            olds = self.store.get_many([(self.pk, "S#" + b[1]) for b in batch])
+            self._blocklist(batch, olds, sups)
+            return
+        if self.optimistic:
+            rows = batch if sups is None else [b for b, s in zip(batch, sups, strict=True) if s is None]
+            self.counts["suppressed"] += len(batch) - len(rows)
+            self.counts["skipped"] += len(batch) - len(rows)
+            items = [self._new_item(b) for b in rows]
+            written = self.store.put_many(items, condition=IF_ABSENT)
+            rest: list[_Row] = []
+            for row, item, ok in zip(rows, items, written, strict=True):
+                if ok:
+                    self._count_new(item)
+                else:
+                    rest.append(row)
+            if not rest:
+                return
+            self.optimistic = False
+            olds = self.store.get_many([(self.pk, "S#" + b[1]) for b in rest])
+            self._apply(rest, olds, None)
+            return
+        olds = self.store.get_many([(self.pk, "S#" + b[1]) for b in batch])
+        self._apply(batch, olds, sups)
+
+    def _count_new(self, item: Item) -> None:
+        self.counts["imported"] += 1
+        self.deltas[item["status"]] = self.deltas.get(item["status"], 0) + 1
+
+    def _apply(self, batch: list[_Row], olds: list[Item | None], sups: list[Item | None] | None) -> None:
+        counts, mode, imp, now = self.counts, self.mode, self.import_id, self.now
+        opted_out = dom.OPTED_OUT
+        new: list[Item] = []
+        changed: list[tuple[Item, str]] = []
+        for i, row in enumerate(batch):
+            old = olds[i]
+            suppressed = sups is not None and sups[i] is not None
+            if old is None:
+                if suppressed:
+                    counts["suppressed"] += 1
+                    counts["skipped"] += 1
+                else:
+                    new.append(self._new_item(row))
+                continue
+            if old.get("imp") == imp:  # an earlier chunk of this file had it: keep the first
+                counts["duplicates"] += 1
+                counts["skipped"] += 1
+                continue
+            if mode == dom.ImportMode.SKIP_EXISTING:
+                counts["skipped"] += 1
+                continue
+            _at, _email, name, fields, status, _role = row
+            old_status = old["status"]
+            old_fields = old.get("fields", {})
+            if mode == dom.ImportMode.OVERWRITE:
+                new_status = old_status if suppressed else (status or "subscribed")
+                new_fields, new_name = fields, name
+            else:  # subscribe: merge, and only ever move towards "out"
+                new_status = status if status in opted_out and old_status not in opted_out else old_status
+                new_fields = {**old_fields, **fields} if fields else old_fields
+                new_name = name or old.get("name", "")
+            if new_status == old_status and new_fields == old_fields and new_name == old.get("name", ""):
+                counts["skipped"] += 1
+                continue
+            upd = {**old, "status": new_status, "fields": new_fields, "name": new_name, "updated_at": now, "imp": imp}
+            changed.append((upd, old_status))
+        if new:
+            written = self.store.put_many(new, condition=IF_ABSENT)
+            for item, ok in zip(new, written, strict=True):
+                if ok:
+                    self._count_new(item)
+                else:  # someone else added it meanwhile: theirs stands
+                    counts["skipped"] += 1
+        if changed:
+            self.store.put_many([c[0] for c in changed])
+            for upd, old_status in changed:
+                counts["updated"] += 1
+                if upd["status"] != old_status:
+                    self.deltas[old_status] = self.deltas.get(old_status, 0) - 1
+                    self.deltas[upd["status"]] = self.deltas.get(upd["status"], 0) + 1
+
+    def _blocklist(
+        self, batch: list[_Row], olds: list[Item | None], sups: list[Item | None] | None
+    ) -> None:
+        """Suppress every address; mark subscribers of this list as unsubscribed."""
+        new_sups: list[Item] = []
+        marked: list[Item] = []
+        for i, row in enumerate(batch):
+            email = row[1]
+            if sups is None or sups[i] is None:
+                new_sups.append({
+                    "pk": self.sup_pk, "sk": "SUP#" + email, "email": email,
+                    "reason": "blocklist import", "source": self.source, "created_at": self.now,
+                })  # fmt: skip
+            else:
+                self.counts["skipped"] += 1
+            old = olds[i]
+            if old is not None and old["status"] not in dom.OPTED_OUT:
+                marked.append({**old, "status": "unsubscribed", "updated_at": self.now, "imp": self.import_id})
+                self.deltas[old["status"]] = self.deltas.get(old["status"], 0) - 1
+                self.deltas["unsubscribed"] = self.deltas.get("unsubscribed", 0) + 1
+        if new_sups:
+            ok = self.store.put_many(new_sups, condition=IF_ABSENT)
+            self.counts["imported"] += sum(ok)
+            self.counts["skipped"] += len(ok) - sum(ok)
+        if marked:
+            self.store.put_many(marked)
+            self.counts["updated"] += len(marked)
+
+
+# ---------------------------------------------------------------- error report
+
+
+def error_part_key(account: str, import_id: str, seq: int) -> str:
+    return f"imports/{account}/{import_id}/errors-part-{seq:06d}.csv"
+
+
+def error_report_key(account: str, import_id: str) -> str:
+    return f"imports/{account}/{import_id}/errors.csv"
+
+
+REPORT_HEADER = b"line,column,value,reason\r\n"
+
+
+def encode_rejects(rejects: Sequence[tuple[int, str, str, str]]) -> bytes:
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rejects)
+    return buf.getvalue().encode("utf-8")
+
+
+class _Concat(io.RawIOBase):
+    """A readable stream over a header and several blobs read one after another."""
+
+    def __init__(self, blobs: Blobs, head: bytes, keys: list[str]) -> None:
+        self._blobs = blobs
+        self._head = head
+        self._keys = iter(keys)
+        self._cur: IO[bytes] | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        while True:
+            if self._head:
+                n = min(len(view), len(self._head))
+                view[:n] = self._head[:n]
+                self._head = self._head[n:]
+                return n
+            if self._cur is None:
+                key = next(self._keys, None)
+                if key is None:
+                    return 0
+                self._cur = self._blobs.open(key)
+            data = self._cur.read(len(view))
+            if data:
+                view[: len(data)] = data
+                return len(data)
+            self._cur.close()
+            self._cur = None
+
+
+def assemble_error_report(blobs: Blobs, account: str, import_id: str) -> str | None:
+    """Join the per-chunk parts into one CSV (streamed), drop the parts, return its key."""
+    prefix = f"imports/{account}/{import_id}/errors-part-"
+    parts = sorted(k for k in blobs.list(prefix) if k.startswith(prefix))
+    final = error_report_key(account, import_id)
+    if not parts:
+        return final if blobs.exists(final) else None
+    stream = io.BufferedReader(_Concat(blobs, REPORT_HEADER, parts), 1 << 16)
+    blobs.put_stream(final, stream, content_type="text/csv")
+    for k in parts:
+        blobs.delete(k)
+    return final
