@@ -1,0 +1,1 @@
+"""Queue adapters: ``sqlite`` (the embedded durable local queue)."""

@@ -1,0 +1,286 @@
+"""Bootstrap: Settings -> the wired system (store, blobs, queue, secrets, mailer, bus, deps).
+
+The one place that chooses adapters.  Adapter modules are imported inside
+the builder functions, so choosing SQLite never imports boto3 and the
+runtime imports even when an optional backend is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets as _secrets
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lunamail.config import ConfigError, Settings
+from lunamail.ports.blobs import Blobs
+from lunamail.ports.clock import Clock, SystemClock
+from lunamail.ports.deps import Deps
+from lunamail.ports.itemstore import ItemStore
+from lunamail.ports.mailer import Mailer, OutgoingMail, SendResult
+from lunamail.ports.queue import Queue, RetryPolicy
+from lunamail.ports.secrets import DerivedSecrets, Secrets
+from lunamail.runtime.bus import Bus
+from lunamail.runtime.routing import Router, default_router, load_router
+from lunamail.runtime.worker import Runtime
+
+log = logging.getLogger("lunamail.runtime.bootstrap")
+
+MASTER_KEY_BYTES = 32
+SYSTEM_ACCOUNT = "*"  # the "account" of keys that belong to the installation, not a tenant
+
+
+class LazyMailer:
+    """A Mailer that builds the real one on first use: most commands never send mail,
+    and opening SMTP connections (or failing to) should not slow or break them."""
+
+    def __init__(self, factory: Callable[[], Mailer]) -> None:
+        self._factory = factory
+        self._mailer: Mailer | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def built(self) -> bool:
+        return self._mailer is not None
+
+    def get(self) -> Mailer:
+        with self._lock:
+            if self._mailer is None:
+                self._mailer = self._factory()
+            return self._mailer
+
+    def send(self, mails: Iterable[OutgoingMail], on_result: Callable[[SendResult], None]) -> None:
+        self.get().send(mails, on_result)
+
+    def close(self) -> None:
+        with self._lock:
+            mailer, self._mailer = self._mailer, None
+        if mailer is not None:
+            mailer.close()
+
+
+@dataclass
+class System:
+    """Everything a process needs, wired once.  Close it (or use ``with``) on exit."""
+
+    settings: Settings
+    store: ItemStore
+    blobs: Blobs
+    queue: Queue
+    secrets: Secrets
+    clock: Clock
+    mailer: Mailer
+    router: Router
+    bus: Bus
+    deps: Deps
+    _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    def runtime(self, *, concurrency: int | None = None, **options: Any) -> Runtime:
+        """A local runtime over this system's queue, router and deps."""
+        return Runtime(
+            self.queue,
+            self.router,
+            self.deps,
+            bus=self.bus,
+            concurrency=concurrency or self.settings.workers,
+            visibility_timeout=self.settings.visibility_timeout,
+            **options,
+        )
+
+    def run_until(
+        self,
+        predicate: Callable[[], bool],
+        *,
+        timeout: float | None = None,
+        on_tick: Callable[[], None] | None = None,
+    ) -> bool:
+        """Drain in this process until ``predicate()`` holds (see Runtime.run_until)."""
+        return self.runtime().run_until(predicate, timeout=timeout, on_tick=on_tick)
+
+    def close(self) -> None:
+        """Close mailer, queue, store and blobs; errors are logged, not raised, so one
+        failing close does not leak the others."""
+        closers, self._closers = self._closers, []
+        for close in reversed(closers):
+            try:
+                close()
+            except Exception:
+                log.exception("error while closing")
+
+    def __enter__(self) -> System:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def bootstrap(
+    settings: Settings | None = None,
+    *,
+    store: ItemStore | None = None,
+    blobs: Blobs | None = None,
+    queue: Queue | None = None,
+    secrets: Secrets | None = None,
+    clock: Clock | None = None,
+    mailer: Mailer | None = None,
+    router: Router | None = None,
+    retry: RetryPolicy | None = None,
+) -> System:
+    """Build the system from settings (``Settings.load()`` when None).  Keyword parts
+    replace the configured ones (tests inject fakes; parts passed in are still closed
+    by ``System.close``)."""
+    settings = settings or Settings.load()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    closers: list[Callable[[], None]] = []
+    try:
+        clock = clock or SystemClock()
+        secrets = secrets or DerivedSecrets(load_master_key(settings.master_key_path))
+        store = store or _build_store(settings)
+        closers.append(store.close)
+        blobs = blobs or _build_blobs(settings, secrets)
+        blob_close = getattr(blobs, "close", None)
+        if callable(blob_close):
+            closers.append(blob_close)
+        # The queue keeps real time even when a test injects a fake clock for the
+        # handlers: retries and visibility timeouts must still expire.  Inject a queue
+        # built over the fake clock to test scheduling.
+        queue = queue or _build_queue(settings, retry or retry_policy(settings))
+        closers.append(queue.close)
+        mailer = mailer or LazyMailer(lambda: _build_mailer(settings))
+        closers.append(mailer.close)
+        router = router or _router_from(settings)
+        bus = Bus(queue, router)
+        deps = Deps(
+            settings=settings, store=store, blobs=blobs, clock=clock, secrets=secrets, mailer=mailer
+        )
+    except BaseException:
+        for close in reversed(closers):
+            close()
+        raise
+    return System(settings, store, blobs, queue, secrets, clock, mailer, router, bus, deps, closers)
+
+
+def bootstrap_in(data_dir: str | os.PathLike[str], **parts: Any) -> System:
+    """For tests: a system over ``data_dir`` with default settings (the environment is
+    not read, so a developer's LUNAMAIL_* variables cannot leak in).  ``parts`` are the
+    keyword overrides of :func:`bootstrap`; ``settings_overrides`` a dict of Settings fields."""
+    fields = dict(parts.pop("settings_overrides", None) or {})
+    settings = Settings(data_dir=Path(data_dir), **fields)
+    return bootstrap(settings, **parts)
+
+
+def open_queue(settings: Settings | None = None) -> Queue:
+    """Just the configured queue, for commands that only inspect or move messages (dead
+    letters, depth): no store, blobs or key material is opened."""
+    settings = settings or Settings.load()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return _build_queue(settings, retry_policy(settings))
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    """``max_attempts`` from settings; base/max delay from ``extra`` (``retry_base_delay``,
+    ``retry_max_delay``) so a deployment or a test can tune backoff without new fields."""
+    default = RetryPolicy()
+    try:
+        return RetryPolicy(
+            max_attempts=settings.max_attempts,
+            base_delay=float(settings.extra.get("retry_base_delay", default.base_delay)),
+            max_delay=float(settings.extra.get("retry_max_delay", default.max_delay)),
+        )
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"setting extra.retry_*: {e}") from e
+
+
+def load_master_key(path: Path) -> bytes:
+    """Read the installation's master key, creating it (0600) on first use.
+
+    Created by writing a private temp file and hard-linking it into place, so two
+    processes starting at once agree on one key and nobody reads a half-written file.
+    """
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{_secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(os.urandom(MASTER_KEY_BYTES))
+                f.flush()
+                os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):  # another process won the race
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        key = path.read_bytes()
+    if len(key) < MASTER_KEY_BYTES:
+        raise ConfigError(f"master key {path} is shorter than {MASTER_KEY_BYTES} bytes")
+    if os.name == "posix" and path.stat().st_mode & 0o077:
+        log.warning("master key %s is readable by other users; chmod 600 it", path)
+    return key
+
+
+# ---------------------------------------------------------------- builders
+
+
+def _build_store(settings: Settings) -> ItemStore:
+    if settings.store == "sqlite":
+        from lunamail.adapters.itemstore.sqlite import SqliteItemStore
+
+        sqlite_store: ItemStore = SqliteItemStore(settings.db_path)
+        return sqlite_store
+    if settings.store == "dynamodb":
+        from lunamail.adapters.itemstore.dynamodb import DynamoItemStore
+
+        dynamo_store: ItemStore = DynamoItemStore(
+            settings.dynamodb_table,
+            endpoint_url=settings.aws_endpoint_url,
+            region=settings.aws_region,
+        )
+        return dynamo_store
+    if settings.store == "memory":
+        from lunamail.adapters.itemstore.memory import MemoryItemStore
+
+        memory_store: ItemStore = MemoryItemStore()
+        return memory_store
+    raise ConfigError(f"setting store: {settings.store!r} is not one of sqlite, dynamodb, memory")
+
+
+def _build_blobs(settings: Settings, secrets: Secrets) -> Blobs:
+    if settings.blobs == "files":
+        from lunamail.adapters.blobs.files import FileBlobs
+
+        files: Blobs = FileBlobs(
+            settings.blobs_dir,
+            base_url=settings.base_url,
+            signing_key=secrets.key(SYSTEM_ACCOUNT, "blob-upload"),
+        )
+        return files
+    raise ConfigError(f"setting blobs: {settings.blobs!r} is not supported here (use files)")
+
+
+def _build_queue(settings: Settings, retry: RetryPolicy) -> Queue:
+    if settings.queue == "local":
+        from lunamail.adapters.queue.sqlite import SqliteQueue
+
+        return SqliteQueue(settings.queue_path, retry=retry)
+    raise ConfigError(f"setting queue: {settings.queue!r} is not supported here (use local)")
+
+
+def _build_mailer(settings: Settings) -> Mailer:
+    from lunamail.adapters.mailer.smtp import SmtpMailer
+
+    mailer: Mailer = SmtpMailer.from_url(
+        settings.smtp_url, connections=settings.smtp_connections, timeout=settings.smtp_timeout
+    )
+    return mailer
+
+
+def _router_from(settings: Settings) -> Router:
+    spec = settings.extra.get("router")
+    return load_router(str(spec)) if spec else default_router()

@@ -1,0 +1,320 @@
+"""The local runtime: asyncio consumers that run the routed handlers off the queue.
+
+One poller task claims up to ``concurrency`` messages at a time from every
+routed queue and starts one task per message; each task runs the (sync)
+handler in a thread, publishes what it returns, then acks.  The poller backs
+off from ``poll_min`` to ``poll_max`` while idle (CPU ~0) and is woken at once
+when a handler of this process publishes (low latency for chains).  Several
+processes may consume the same queue file at once: the queue's atomic claim
+keeps them apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+
+from lunamail.domain.messages import from_json
+from lunamail.ports.deps import Deps
+from lunamail.ports.queue import Queue, QueueError, Received
+from lunamail.runtime.bus import Bus
+from lunamail.runtime.routing import Router
+
+log = logging.getLogger("lunamail.runtime.worker")
+
+MAX_ERROR_CHARS = 8000
+TRACEBACK_FRAMES = 6
+
+
+def describe_error(exc: BaseException) -> str:
+    """``"Type: first line"`` then the innermost frames: short enough for a DLQ listing,
+    enough to find the failing line."""
+    text = str(exc).strip()
+    first = f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+    frames = "".join(traceback.format_tb(exc.__traceback__, limit=-TRACEBACK_FRAMES))
+    rest = [text] if "\n" in text else []
+    out = "\n".join([first, *rest, frames.rstrip()]) if frames else "\n".join([first, *rest])
+    return out[:MAX_ERROR_CHARS]
+
+
+@dataclass
+class RuntimeStats:
+    """Counters since start (updated from handler threads under a lock)."""
+
+    processed: int = 0  # handled and acked
+    failed: int = 0  # raised; scheduled for retry or dead-lettered
+    dead_lettered: int = 0
+    in_flight: int = 0
+
+
+class Runtime:
+    """Runs routed handlers from the queue in this process.
+
+    ``serve()`` blocks until SIGINT/SIGTERM (the ``lunamail worker`` command);
+    ``run_until(predicate)`` runs until a condition holds (``--wait`` commands,
+    the demo, tests).  Both finish in-flight handlers before returning; a
+    second signal exits at once (the queue redelivers what was in flight).
+    """
+
+    def __init__(
+        self,
+        queue: Queue,
+        router: Router,
+        deps: Deps,
+        *,
+        bus: Bus | None = None,
+        concurrency: int = 4,
+        visibility_timeout: float = 120.0,
+        poll_min: float = 0.01,
+        poll_max: float = 0.2,
+        queues: Sequence[str] | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if visibility_timeout <= 0:
+            raise ValueError("visibility_timeout must be positive")
+        self.queue = queue
+        self.router = router
+        self.deps = deps
+        self.bus = bus or Bus(queue, router)
+        self.concurrency = concurrency
+        self.visibility_timeout = visibility_timeout
+        self.poll_min = poll_min
+        self.poll_max = max(poll_max, poll_min)
+        self.queues = list(queues) if queues is not None else router.queues()
+        self.stats = RuntimeStats()
+        self._lock = threading.Lock()
+        self._idle = False
+        self._handler_pool: ThreadPoolExecutor | None = None
+        self._queue_pool: ThreadPoolExecutor | None = None
+
+    # ------------------------------------------------------------ public API
+
+    @property
+    def idle(self) -> bool:
+        """True after a poll found nothing visible while nothing was in flight."""
+        return self._idle
+
+    def status_line(self) -> str:
+        s = self.stats
+        return (
+            f"{s.processed} processed, {s.failed} failed, {s.dead_lettered} dead-lettered, "
+            f"{s.in_flight} in flight"
+        )
+
+    def serve(self, *, on_ready: Callable[[], None] | None = None) -> RuntimeStats:
+        """Consume until SIGINT/SIGTERM, then finish in-flight handlers and return.
+        ``on_ready`` runs once the signal handlers are in place (a supervisor or test may
+        signal from then on without killing the process mid-startup)."""
+        asyncio.run(self._serve(on_ready))
+        return self.stats
+
+    def run_until(
+        self,
+        predicate: Callable[[], bool],
+        *,
+        timeout: float | None = None,
+        on_tick: Callable[[], None] | None = None,
+        interval: float = 0.15,
+    ) -> bool:
+        """Run workers in this process until ``predicate()`` is true (checked every
+        ``interval`` s, off the event loop; ``on_tick`` is called before each check).
+        Returns False when ``timeout`` passed first.  Must not be called from inside a
+        running event loop."""
+        return asyncio.run(self._run_until(predicate, timeout, on_tick, interval))
+
+    def run_until_idle(self, *, timeout: float | None = None) -> bool:
+        """Run until nothing is visible and nothing is in flight.  Delayed messages and
+        retries waiting out their backoff do not count as work."""
+        return self.run_until(lambda: self.idle, timeout=timeout, interval=0.05)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """The poller: claim, dispatch, back off when idle; drain in-flight on stop."""
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+
+        def notify() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop already closed
+                loop.call_soon_threadsafe(wake.set)
+
+        # Handlers get exactly `concurrency` threads of their own; queue calls (receive,
+        # heartbeats) get a separate pair, so a heartbeat never waits behind slow handlers
+        # (the loop's default pool has only cpu+4 threads).
+        self._handler_pool = ThreadPoolExecutor(self.concurrency, "lunamail-handler")
+        self._queue_pool = ThreadPoolExecutor(2, "lunamail-queue")
+        remove_listener = self.bus.on_publish(notify)
+        stopping = asyncio.ensure_future(stop.wait())
+        in_flight: set[asyncio.Task[None]] = set()
+        delay = self.poll_min
+        try:
+            while not stop.is_set():
+                free = self.concurrency - len(in_flight)
+                if free <= 0:
+                    await asyncio.wait({*in_flight, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                wake.clear()
+                try:
+                    batch = await loop.run_in_executor(
+                        self._queue_pool,
+                        partial(
+                            self.queue.receive,
+                            self.queues,
+                            max_messages=free,
+                            visibility_timeout=self.visibility_timeout,
+                        ),
+                    )
+                except Exception:
+                    log.exception("receive failed; retrying in %.1fs", self.poll_max)
+                    batch = []
+                if batch:
+                    self._idle = False
+                    delay = self.poll_min
+                    for rec in batch:
+                        task = asyncio.create_task(self._handle(rec))
+                        in_flight.add(task)
+                        task.add_done_callback(in_flight.discard)
+                    continue
+                self._idle = not in_flight
+                woken = asyncio.ensure_future(wake.wait())
+                await asyncio.wait(
+                    {woken, stopping}, timeout=delay, return_when=asyncio.FIRST_COMPLETED
+                )
+                woken.cancel()
+                delay = min(delay * 2, self.poll_max)
+        finally:
+            remove_listener()
+            stopping.cancel()
+            if in_flight:
+                log.info("finishing %d in-flight handler(s)", len(in_flight))
+                await asyncio.gather(*in_flight, return_exceptions=True)
+            for pool in (self._handler_pool, self._queue_pool):
+                pool.shutdown(wait=False)  # idle by now; a cancelled heartbeat may still finish
+
+    # ------------------------------------------------------------ internals
+
+    async def _serve(self, on_ready: Callable[[], None] | None) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        received: list[int] = []
+
+        def on_signal(signum: int) -> None:
+            received.append(signum)
+            if len(received) == 1:
+                log.info("stopping after %d in-flight handler(s)", self.stats.in_flight)
+                stop.set()
+            else:  # a second signal: leave now; the queue redelivers what was in flight
+                os._exit(128 + signum)
+
+        installed: list[signal.Signals] = []
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, on_signal, int(sig))
+                installed.append(sig)
+        if on_ready is not None:
+            on_ready()
+        try:
+            await self.run(stop)
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    async def _run_until(
+        self,
+        predicate: Callable[[], bool],
+        timeout: float | None,
+        on_tick: Callable[[], None] | None,
+        interval: float,
+    ) -> bool:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        runner = asyncio.create_task(self.run(stop))
+        deadline = None if timeout is None else loop.time() + timeout
+        met = False
+        try:
+            while True:
+                if on_tick is not None:
+                    on_tick()
+                if await asyncio.to_thread(predicate):
+                    met = True
+                    break
+                if runner.done() or (deadline is not None and loop.time() >= deadline):
+                    break
+                await asyncio.wait({runner}, timeout=interval)
+        finally:
+            stop.set()
+            await runner
+        return met
+
+    async def _handle(self, rec: Received) -> None:
+        finished = threading.Event()
+        beat = asyncio.create_task(self._heartbeat(rec, finished))
+        with self._lock:
+            self.stats.in_flight += 1
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self._handler_pool, self._process, rec, finished
+            )
+        except Exception:
+            # ack/fail itself failed: the message reappears after its visibility timeout
+            log.exception("queue error while settling message %s on %s", rec.id, rec.queue)
+        finally:
+            finished.set()
+            beat.cancel()
+            with self._lock:
+                self.stats.in_flight -= 1
+
+    async def _heartbeat(self, rec: Received, finished: threading.Event) -> None:
+        """Keep the message hidden while its handler runs longer than a fraction of the
+        visibility timeout, so a slow handler is not mistaken for a dead one."""
+        every = max(self.visibility_timeout / 3.0, 0.05)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await asyncio.get_running_loop().run_in_executor(
+                    self._queue_pool, self.queue.extend, rec, self.visibility_timeout
+                )
+            except QueueError:
+                if not finished.is_set():
+                    log.warning("lost message %s on %s: its receipt expired", rec.id, rec.queue)
+                return
+            except Exception:
+                log.exception("heartbeat for %s failed", rec.id)
+
+    def _process(self, rec: Received, finished: threading.Event) -> None:
+        """Decode, handle, publish, ack (runs in a worker thread)."""
+        try:
+            message = from_json(rec.body)
+            handler = self.router.handler_for_queue(rec.queue)
+            emitted = handler(message, self.deps)
+            if emitted:
+                self.bus.publish(emitted)
+        except Exception as exc:
+            error = describe_error(exc)
+            finished.set()
+            dead = self.queue.fail(rec, error)
+            with self._lock:
+                self.stats.failed += 1
+                self.stats.dead_lettered += int(dead)
+            log.log(
+                logging.ERROR if dead else logging.WARNING,
+                "%s on %s (attempt %d)%s: %s",
+                rec.id,
+                rec.queue,
+                rec.attempts,
+                " dead-lettered" if dead else "",
+                error.splitlines()[0],
+            )
+            return
+        finished.set()
+        self.queue.ack(rec)
+        with self._lock:
+            self.stats.processed += 1
