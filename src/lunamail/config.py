@@ -46,6 +46,8 @@ class Settings:
     smtp_timeout: float = 30.0
     batch_size: int = 500  # recipients per delivery batch
     page_size: int = 2000  # recipients planned per fan-out handler run
+    defer_base_delay: float = 60.0  # first retry of a 4xx-deferred recipient; doubles per attempt
+    defer_max_attempts: int = 5  # deferred this many times = failed
     bounce_domain: str = ""  # VERP return-path domain; defaults to the From domain
     dkim: tuple[DkimKey, ...] = ()
     # runtime

@@ -47,10 +47,13 @@ class SendBatch(Command):
 
 @message("delivery.BatchSent")
 class BatchSent(Event):
-    """Outcomes of one batch run (aggregated so counters are written once per batch)."""
+    """Final outcomes recorded for one batch id (whichever run of it recorded them), so a
+    consumer that counts each batch id once counts every recipient exactly once.
+    ``attempt`` > 0 marks a retry batch of previously deferred recipients."""
 
     campaign: str
     batch: str
+    attempt: int
     sent: int
     deferred: int
     failed: int
@@ -60,12 +63,27 @@ class BatchSent(Event):
 
 @message("delivery.RecipientsPlanned")
 class RecipientsPlanned(Event):
-    """Recipients newly claimed for a campaign (duplicates across lists are not counted)."""
+    """Recipients newly claimed from audience page ``seq`` (duplicates across lists are
+    claimed once, by the first page that saw them)."""
 
     campaign: str
+    seq: int
     count: int
-    planning_done: bool = False
-    total: int | None = None  # known once planning is done
+
+
+@message("delivery.PlanningCompleted")
+class PlanningCompleted(Event):
+    """Every audience page is claimed: ``total`` recipients will get an outcome."""
+
+    campaign: str
+    total: int
+
+
+@message("delivery.ResumeParked")
+class ResumeParked(Command):
+    """Re-issue one page of the batches parked while the campaign was paused."""
+
+    campaign: str
 
 
 @message("delivery.CampaignDelivered")

@@ -1,0 +1,117 @@
+"""A campaign prepared once per worker: compiled templates, static MIME parts, DKIM signers,
+keys.  Building one recipient's message is then a render + byte assembly + signature."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from lunamail.domain.messages import Message
+from lunamail.lib import tokens
+from lunamail.lib.dkim import DkimSigner
+from lunamail.lib.mime import Attachment, CampaignMime, make_message_id
+from lunamail.lib.templating import compile_campaign
+from lunamail.lib.verp import encode_return_path
+from lunamail.ports.deps import Deps
+from lunamail.ports.mailer import OutgoingMail
+
+_CACHE: OrderedDict[tuple[str, str, float], PreparedCampaign] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_CACHE_SIZE = 32
+
+
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+def signers_for(deps: Deps, from_domain: str) -> list[DkimSigner]:
+    """DKIM signers configured for the From domain (RSA first, then e.g. ed25519)."""
+    out = []
+    for k in deps.settings.dkim:
+        if k.domain.lower() == from_domain:
+            pem = Path(k.key_file).read_bytes()
+            out.append(DkimSigner(k.domain, k.selector, pem, algorithm=k.algorithm))
+    return out
+
+
+class PreparedCampaign:
+    def __init__(self, deps: Deps, account: str, campaign: str, content: dict[str, Any],
+                 *, test: bool = False) -> None:
+        self.account = account
+        self.campaign = campaign
+        self.test = test
+        base = deps.settings.base_url.rstrip("/")
+        self._unsub_base = f"{base}/u/"
+        self._view_base = f"{base}/v/"
+        self._unsub_key = deps.secrets.key(account, tokens.UNSUBSCRIBE)
+        self._view_key = deps.secrets.key(account, tokens.VIEW)
+        self._verp_key = deps.secrets.key(account, tokens.VERP)
+        from_email = str(content["from_email"])
+        self._from_domain = domain_of(from_email)
+        self._bounce_domain = deps.settings.bounce_domain or self._from_domain
+        self._compiled = compile_campaign(
+            str(content["subject"]), str(content["html"]), content.get("text") or None
+        )
+        self._campaign_ctx = {"id": campaign, "name": content.get("name", ""),
+                              "subject": content.get("subject", "")}
+        headers = {"X-Lunamail-Campaign": campaign, **dict(content.get("headers") or {})}
+        if test:
+            headers["X-Lunamail-Test"] = "1"
+        self._mime = CampaignMime(
+            from_name=str(content.get("from_name") or ""),
+            from_email=from_email,
+            reply_to=content.get("reply_to") or None,
+            list_id=f"{campaign}.{account}.{self._from_domain}",
+            list_name=str(content.get("name") or ""),
+            extra_headers=headers,
+            attachments=[
+                Attachment(a["filename"], deps.blobs.get(a["key"]),
+                           a.get("content_type") or "application/octet-stream")
+                for a in content.get("attachments") or []
+            ],
+            bounce_domain=self._bounce_domain,
+        )
+        self._signers = signers_for(deps, self._from_domain)
+        self._now = deps.clock.now
+
+    def build(self, r: dict[str, Any]) -> OutgoingMail:
+        email = r["email"]
+        acct, camp = self.account, self.campaign
+        unsubscribe_url = self._unsub_base + tokens.make_token(
+            self._unsub_key, acct, "u", camp, r.get("list", ""), email)
+        view_url = self._view_base + tokens.make_token(self._view_key, acct, "v", camp, email)
+        sub = {"email": email, "name": r.get("name") or "", "fields": r.get("fields") or {}}
+        out = self._compiled.render(sub, unsubscribe_url=unsubscribe_url,
+                                    view_in_browser_url=view_url, campaign=self._campaign_ctx)
+        mail_from = encode_return_path(self._verp_key, account=acct, campaign=camp, email=email,
+                                       domain=self._bounce_domain)
+        data = self._mime.build(
+            to_email=email, to_name=sub["name"],
+            subject=("[Test] " + out.subject) if self.test else out.subject,
+            html=out.html, text=out.text, unsubscribe_url=unsubscribe_url,
+            message_id=make_message_id(self._from_domain), date=self._now(),
+            return_path_token=mail_from.partition("@")[0],
+        )
+        for signer in self._signers:
+            data = signer.sign(data)
+        return OutgoingMail(mail_from=mail_from, rcpt_to=email, data=data, ref=email)
+
+
+def prepared_campaign(deps: Deps, account: str, campaign: str, meta: dict[str, Any]) -> PreparedCampaign:
+    """The campaign compiled once per process (an LRU of recent campaigns)."""
+    key = (account, campaign, float(meta.get("started_at", 0)))
+    with _CACHE_LOCK:
+        found = _CACHE.get(key)
+        if found is not None:
+            _CACHE.move_to_end(key)
+            return found
+    prepared = PreparedCampaign(deps, account, campaign, meta["content"])
+    with _CACHE_LOCK:
+        _CACHE[key] = prepared
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return prepared
+
+

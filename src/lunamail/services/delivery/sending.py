@@ -1,0 +1,215 @@
+"""Sending one batch: render, assemble, sign, hand to the mailer, record each outcome once.
+
+Exactly-once over SMTP is bounded, not perfect (DESIGN.md): an outcome is
+recorded in a small group as soon as its reply arrives, in the same
+transaction as the counters, and a batch that runs again sends only the
+recipients that have no final outcome on record.  A crash can therefore
+resend at most the messages whose ``250`` arrived but whose group was not yet
+committed.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from lunamail.domain.delivery import BatchSent, SendBatch
+from lunamail.domain.messages import Later, Message
+from lunamail.ports.deps import Deps
+from lunamail.ports.itemstore import IF_ABSENT, ConditionFailed, TransactionCancelled, Update, attr_equals
+from lunamail.ports.mailer import OutgoingMail, SendResult
+from lunamail.services.delivery import keys
+from lunamail.services.delivery.planning import check_progress, load_meta, park
+from lunamail.services.delivery.prepare import prepared_campaign
+
+GROUP = 48  # outcomes per commit: small enough to bound a crash's resends, big enough to be cheap
+
+
+class Recorder:
+    """Collects results as they arrive (from the mailer's thread) and commits them in groups."""
+
+    def __init__(self, deps: Deps, msg: SendBatch, previous: dict[str, dict[str, Any]], owner: str) -> None:
+        self._owner = owner
+        self._deps = deps
+        self._msg = msg
+        self._prev = previous
+        self._lock = threading.Lock()
+        self._pending: list[SendResult] = []
+        self._give_up = msg.attempt + 1 >= max(1, deps.settings.defer_max_attempts)
+        self._stats_pk = keys.campaign_pk(msg.account, msg.campaign)
+        self._stats_sk = keys.stats_sk(msg.batch)
+        self.throttled = 0
+
+    def on_result(self, result: SendResult) -> None:
+        with self._lock:
+            self._pending.append(result)
+            if result.throttled:
+                self.throttled += 1
+            if len(self._pending) >= GROUP:
+                group, self._pending = self._pending, []
+                self._commit(group)
+
+    def close(self) -> None:
+        with self._lock:
+            group, self._pending = self._pending, []
+            if group:
+                self._commit(group)
+
+    def _op(self, r: SendResult, now: float) -> tuple[Update, dict[str, int]]:
+        email = str(r.ref)
+        pk, sk = keys.record_key(self._msg.account, self._msg.campaign, email)
+        was_deferred = bool(self._prev.get(email, {}).get("deferred"))
+        outcome = r.outcome
+        reply = r.reply[:500]
+        if outcome == "deferred" and self._give_up:
+            outcome = "failed"
+            reply = f"deferred {self._msg.attempt + 1} times; last reply: {reply}"
+        adds = {"sent": 0, "failed": 0, "deferred": 0}
+        if outcome == "deferred":
+            fields: dict[str, Any] = {"status": "deferred", "deferred": True, "dby": self._msg.batch,
+                                      "code": r.code, "reply": reply, "at": now}
+            if not was_deferred:
+                adds["deferred"] = 1
+            return Update(pk, sk, set=fields, add={"attempts": 1},
+                          condition=attr_equals(final=False)), adds
+        fields = {"status": outcome, "final": True, "by": self._msg.batch, "code": r.code,
+                  "at": now, "deferred": False}
+        if outcome == "failed":
+            fields["reply"] = reply
+        if r.message_id:
+            fields["relay_id"] = r.message_id
+        adds[outcome] = 1
+        if was_deferred:
+            adds["deferred"] = -1
+        return Update(pk, sk, set=fields, condition=attr_equals(final=False)), adds
+
+    def _commit(self, group: list[SendResult]) -> None:
+        now = self._deps.clock.now()
+        ops = [self._op(r, now) for r in group]
+        total = {"sent": 0, "failed": 0, "deferred": 0}
+        for _, adds in ops:
+            for k, v in adds.items():
+                total[k] += v
+        try:
+            self._deps.store.transact(
+                [op for op, _ in ops]
+                + [Update(self._stats_pk, self._stats_sk, add=total),
+                   Update(self._stats_pk, keys.lease_sk(self._msg.batch),
+                          set={"owner": self._owner, "until": now + self._deps.settings.visibility_timeout})]
+            )
+        except TransactionCancelled:
+            # Another run of this batch finalised some of them: commit one by one.
+            total = {"sent": 0, "failed": 0, "deferred": 0}
+            for op, adds in ops:
+                try:
+                    self._deps.store.update(op.pk, op.sk, set=op.set, add=op.add, condition=op.condition)
+                except Exception:  # noqa: BLE001 - a lost race is not an error
+                    continue
+                for k, v in adds.items():
+                    total[k] += v
+            self._deps.store.update(self._stats_pk, self._stats_sk, add=total)
+
+
+class BatchBusy(Exception):
+    """Another run holds this batch's lease (until ``until``)."""
+
+    def __init__(self, batch: str, until: float) -> None:
+        super().__init__(batch)
+        self.until = until
+
+
+def take_lease(deps: Deps, msg: SendBatch, owner: str) -> None:
+    """Only one run of a batch sends at a time.  Duplicated SendBatch messages (a page
+    handled twice, a resume racing a park) would otherwise both see recipients without
+    an outcome and both send.  The lease expires, so a crashed holder's redelivery
+    takes it over; the holder refreshes it with every commit."""
+    pk, sk = keys.campaign_pk(msg.account, msg.campaign), keys.lease_sk(msg.batch)
+    now = deps.clock.now()
+    until = now + deps.settings.visibility_timeout
+    held = deps.store.get(pk, sk)
+    if held is not None and float(held.get("until", 0)) > now and held.get("owner") != owner:
+        raise BatchBusy(msg.batch, float(held["until"]))
+    cond = IF_ABSENT if held is None else attr_equals(owner=held.get("owner"), until=held.get("until"))
+    try:
+        deps.store.put({"pk": pk, "sk": sk, "owner": owner, "until": until,
+                        "ttl": int(until + 86400)}, condition=cond)
+    except ConditionFailed as e:
+        raise BatchBusy(msg.batch, until) from e
+
+
+def send_batch(msg: SendBatch, deps: Deps) -> list[Message | Later]:
+    """Send the recipients of one batch that have no final outcome yet."""
+    if deps.mailer is None:
+        raise RuntimeError("no mailer configured")
+    meta = load_meta(deps, msg.account, msg.campaign)
+    if meta.get("status") == "cancelled" or meta.get("delivered"):
+        return []
+    if meta.get("status") == "paused" and park(deps, msg):
+        return []
+
+    owner = uuid.uuid4().hex
+    try:
+        take_lease(deps, msg, owner)
+    except BatchBusy as busy:
+        # Look again once the lease has run out: if the holder is alive it has finished
+        # by then (nothing left to send); if it died, this copy takes over.
+        return [Later(msg, max(0.5, busy.until - deps.clock.now() + 0.5))]
+
+    prepared = prepared_campaign(deps, msg.account, msg.campaign, meta)
+    recipients = list(msg.recipients)
+    record_keys = [keys.record_key(msg.account, msg.campaign, r["email"]) for r in recipients]
+    previous: dict[str, dict[str, Any]] = {}
+    todo = []
+    for r, rec in zip(recipients, deps.store.get_many(record_keys), strict=True):
+        if rec is not None and not rec.get("final"):
+            previous[r["email"]] = rec
+            todo.append(r)
+
+    recorder = Recorder(deps, msg, previous, owner)
+
+    def mails() -> Iterator[OutgoingMail]:
+        for r in todo:
+            yield prepared.build(r)
+
+    try:
+        if todo:
+            deps.mailer.send(mails(), recorder.on_result)
+    finally:
+        recorder.close()
+
+    return summarise(deps, msg, recipients, record_keys)
+
+
+def summarise(
+    deps: Deps, msg: SendBatch, recipients: list[dict[str, Any]], record_keys: list[tuple[str, str]]
+) -> list[Message | Later]:
+    """Count what this batch id recorded (whichever run recorded it) and chain the retry."""
+    sent = failed = 0
+    failures: list[dict[str, Any]] = []
+    retry: list[dict[str, Any]] = []
+    for r, rec in zip(recipients, deps.store.get_many(record_keys), strict=True):
+        if rec is None:
+            continue
+        if rec.get("by") == msg.batch:
+            if rec.get("status") == "sent":
+                sent += 1
+            elif rec.get("status") == "failed":
+                failed += 1
+                if len(failures) < 100:
+                    failures.append({"email": r["email"], "code": rec.get("code"), "reply": rec.get("reply", "")})
+        elif rec.get("dby") == msg.batch and not rec.get("final"):
+            retry.append(r)
+    now = deps.clock.now()
+    out: list[Message | Later] = [
+        BatchSent(account=msg.account, campaign=msg.campaign, batch=msg.batch, attempt=msg.attempt,
+                  sent=sent, deferred=len(retry), failed=failed, at=now, failures=tuple(failures))
+    ]
+    if retry:
+        delay = min(deps.settings.defer_base_delay * (2 ** msg.attempt), 6 * 3600.0)
+        out.append(Later(SendBatch(account=msg.account, campaign=msg.campaign,
+                                   batch=f"{msg.batch.split('.r')[0]}.r{msg.attempt + 1}",
+                                   recipients=tuple(retry), attempt=msg.attempt + 1), delay))
+    out += check_progress(deps, msg.account, msg.campaign)
+    return out
