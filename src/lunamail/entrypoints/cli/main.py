@@ -21,8 +21,10 @@ _MODULES = (
     "runtime_cmds",
     "audience_cmds",
     "campaigns_cmds",
+    "report_cmds",
     "feedback_cmds",
     "demo_cmd",
+    "server_cmds",
 )
 
 for _name in _MODULES:

@@ -1,0 +1,31 @@
+# Two commands do all set-up on a fresh machine:  `make demo`  and  `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint unit bench clean
+
+$(BIN)/lunamail: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(BIN)/lunamail
+
+## Send a real campaign to a local SMTP capture server and print the report.
+demo: $(BIN)/lunamail
+	$(BIN)/lunamail demo
+
+## Lint, type-check, layering contracts, then the whole test suite.
+test: $(BIN)/lunamail lint
+	$(BIN)/python -m pytest -n 2 -q
+
+lint: $(BIN)/lunamail
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+bench: $(BIN)/lunamail
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) lunamail-data lunamail-demo .pytest_cache .mypy_cache .ruff_cache
