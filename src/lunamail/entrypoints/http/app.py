@@ -18,8 +18,10 @@ import lunamail
 from lunamail.domain.messages import Later, Message
 from lunamail.entrypoints.http import (
     routes_account,
+    routes_campaigns,
     routes_imports,
     routes_lists,
+    routes_reports,
     routes_subscribers,
     routes_suppressions,
     routes_uploads,
@@ -36,6 +38,8 @@ V1_ROUTERS: list[APIRouter] = [
     routes_subscribers.router,
     routes_suppressions.router,
     routes_imports.router,
+    routes_campaigns.router,
+    routes_reports.router,
 ]
 # Routers outside /v1 that authorise requests their own way (signed URLs).
 PUBLIC_ROUTERS: list[APIRouter] = [routes_uploads.router]
