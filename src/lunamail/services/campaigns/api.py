@@ -44,7 +44,13 @@ from lunamail.ports.deps import Deps
 from lunamail.ports.itemstore import MAX_QUERY_LIMIT
 
 from . import store
-from .checks import compile_or_reason, delivery_content, pre_send_problems, sender_problems
+from .checks import (
+    compile_or_reason,
+    delivery_content,
+    lock_problem,
+    pre_send_problems,
+    sender_problems,
+)
 from .errors import InvalidInput, InvalidTemplate, PreSendCheckFailed
 
 __all__ = [
@@ -386,10 +392,12 @@ def start(
     """Run the checks and move draft/scheduled -> sending, remembering ``token`` (which
     trigger started it).  Shared by :func:`send_now` and the scheduled-send handler."""
 
+    lock = store.sending_lock(deps, account)
+
     def step(c: Campaign) -> Campaign:
         now = deps.clock.now()
         c.transition(Action.START, now)  # the state error first: it is the clearer one
-        reasons, _ = pre_send_problems(c, audience_size=audience_size)
+        reasons, _ = pre_send_problems(c, audience_size=audience_size, sending_lock=lock)
         if reasons:
             raise PreSendCheckFailed(reasons)
         return c.transition(Action.START, now, started_at=now, send_token=token, reason="")
@@ -467,9 +475,11 @@ def schedule(
     if epoch - now > timedelta(days=366).total_seconds():
         raise InvalidInput("invalid schedule", {"at": "at most a year ahead"})
 
+    lock = store.sending_lock(deps, account)
+
     def step(c: Campaign) -> Campaign:
         c.transition(Action.SCHEDULE, now)
-        reasons, _ = pre_send_problems(c, audience_size=audience_size)
+        reasons, _ = pre_send_problems(c, audience_size=audience_size, sending_lock=lock)
         if reasons:
             raise PreSendCheckFailed(reasons)
         return c.transition(Action.SCHEDULE, now, scheduled_at=epoch, schedule_tz=zone_name)
@@ -499,10 +509,15 @@ def pause(deps: Deps, account: str, campaign_id: str, reason: str = "") -> Campa
 
 
 def resume(deps: Deps, account: str, campaign_id: str) -> CampaignResumed:
-    """Resume a paused campaign."""
+    """Resume a paused campaign (refused while the account's sending is locked: resuming
+    would send)."""
+    lock = store.sending_lock(deps, account)
 
     def step(c: Campaign) -> Campaign:
-        return c.transition(Action.RESUME, deps.clock.now(), reason="")
+        resumed = c.transition(Action.RESUME, deps.clock.now(), reason="")
+        if lock is not None:
+            raise PreSendCheckFailed(lock_problem(lock))
+        return resumed
 
     store.change(deps, account, campaign_id, step)
     return CampaignResumed(account=account, campaign=campaign_id)

@@ -43,12 +43,19 @@ def sender_problems(c: Campaign) -> list[str]:
     return out
 
 
+def lock_problem(sending_lock: str | None) -> list[str]:
+    """The reason to refuse a send while the account's sending is locked ([] when not)."""
+    return [] if sending_lock is None else [f"sending is locked for this account: {sending_lock}"]
+
+
 def pre_send_problems(
-    c: Campaign, *, audience_size: int | None = None
+    c: Campaign, *, audience_size: int | None = None, sending_lock: str | None = None
 ) -> tuple[list[str], CompiledCampaign | None]:
     """Every reason the campaign may not be sent (empty = good to go), and the compiled
-    templates when they compile."""
-    reasons = sender_problems(c)
+    templates when they compile.  ``sending_lock`` is the reason the account is locked
+    (read by the caller from the projection), None when it may send."""
+    reasons = lock_problem(sending_lock)
+    reasons.extend(sender_problems(c))
     if not c.subject.strip():
         reasons.append("no subject")
     if not c.lists:

@@ -1,4 +1,6 @@
-"""The campaigns service's items: ``pk = A#{account}``, ``sk = CAMP#{id}``.
+"""The campaigns service's items: ``pk = A#{account}``, ``sk = CAMP#{id}``, and the
+service's projection of the account's sending state, ``sk = CAMPSTATE#sending`` (kept from
+the accounts service's events: this service never reads another service's items).
 
 Every change is a compare-and-set on the item's ``version``, so two writers
 (a user pausing while the scheduler starts the send) never overwrite each
@@ -17,6 +19,7 @@ from lunamail.ports.itemstore import IF_ABSENT, ConditionFailed, Item, attr_equa
 from .errors import Conflict, NotFound
 
 SK_PREFIX = "CAMP#"
+SENDING_SK = "CAMPSTATE#sending"
 _CAS_ATTEMPTS = 5
 
 
@@ -81,3 +84,31 @@ def remove(deps: Deps, c: Campaign) -> None:
         deps.store.delete(pk(c.account), sk(c.id), condition=attr_equals(version=c.version))
     except ConditionFailed:
         raise Conflict(f"campaign {c.id!r} changed meanwhile; try again") from None
+
+
+def sending_lock(deps: Deps, account: str) -> str | None:
+    """The reason the account's sending is locked, or None when it may send."""
+    item = deps.store.get(pk(account), SENDING_SK)
+    if item is None or not item.get("locked"):
+        return None
+    return str(item.get("reason") or "locked")
+
+
+def record_sending_state(deps: Deps, account: str, *, locked: bool, reason: str, at: float) -> bool:
+    """Apply a lock/unlock event to the projection unless a later one is already applied
+    (events may arrive out of order).  Returns whether the projection changed."""
+    for _ in range(_CAS_ATTEMPTS):
+        current = deps.store.get(pk(account), SENDING_SK)
+        if current is not None and float(current.get("at") or 0.0) > at:
+            return False
+        if current is not None and bool(current.get("locked")) == locked and current.get("at") == at:
+            return False
+        item: Item = {"pk": pk(account), "sk": SENDING_SK, "type": "sending_state",
+                      "locked": locked, "reason": reason if locked else "", "at": at}
+        cond = IF_ABSENT if current is None else attr_equals(at=current.get("at"))
+        try:
+            deps.store.put(item, condition=cond)
+        except ConditionFailed:
+            continue
+        return True
+    raise Conflict(f"sending state of account {account!r} keeps changing concurrently; try again")
