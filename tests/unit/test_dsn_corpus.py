@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
-from lunamail.services.feedback.dsn import bounce_type_for, classify
 from lunamail.lib.verp import decode_return_path
+from lunamail.services.feedback.dsn import bounce_type_for, classify
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "dsn"
 CASES = sorted(p.stem for p in CORPUS.glob("*.eml"))

@@ -1,21 +1,23 @@
 """Feedback events: what happened to a message after it left us.
 
 Bounces, complaints, deliveries, delays and auto-replies arrive from two
-sources -- raw mail parsed by the DSN classifier (``source="dsn"``) and SES
-notifications (``source="ses"``) -- and are normalised into these events so
+sources -- raw mail parsed by the DSN classifier (``source="dsn"``; complaint
+reports ``source="arf"``) and SES notifications (``source="ses"``) -- and are normalised into these events so
 suppression, reports and the reputation guard never care where they came from.
 Every field is a JSON scalar.  ``campaign`` is ``""`` when the feedback could
-not be tied to a campaign (e.g. a bounce without a VERP token).
+not be tied to a campaign (e.g. a bounce without a VERP token).  ``id`` is stable
+per piece of feedback (``""`` when the producer had none), so a consumer can count
+an event the at-least-once bus delivers twice only once.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from lunamail.domain.messages import Event, message
+from lunamail.domain.messages import Command, Event, message
 
 BounceType = Literal["hard", "soft"]
-FeedbackSource = Literal["dsn", "ses"]
+FeedbackSource = Literal["dsn", "arf", "ses"]
 
 
 @message("feedback.Bounced")
@@ -31,6 +33,7 @@ class Bounced(Event):
     diagnostic: str | None = None
     source: FeedbackSource = "dsn"
     at: float
+    id: str = ""
 
 
 @message("feedback.Complained")
@@ -42,6 +45,7 @@ class Complained(Event):
     feedback_type: str = "abuse"
     source: FeedbackSource = "dsn"
     at: float
+    id: str = ""
 
 
 @message("feedback.Delivered")
@@ -52,6 +56,7 @@ class Delivered(Event):
     email: str
     at: float
     source: FeedbackSource = "ses"
+    id: str = ""
 
 
 @message("feedback.DeliveryDelayed")
@@ -64,6 +69,7 @@ class DeliveryDelayed(Event):
     diagnostic: str | None = None
     source: FeedbackSource = "dsn"
     at: float
+    id: str = ""
 
 
 @message("feedback.AutoReplied")
@@ -75,3 +81,37 @@ class AutoReplied(Event):
     subject: str = ""
     source: FeedbackSource = "dsn"
     at: float
+    id: str = ""
+
+
+@message("feedback.SoftBounceLimitReached")
+class SoftBounceLimitReached(Event):
+    """``email`` soft-bounced ``count`` times within ``window_days``: the feedback policy
+    says treat it like a hard bounce.  A separate fact, not a second ``Bounced``, so
+    reports and the guard never count the same bounce twice."""
+
+    email: str
+    campaign: str  # of the bounce that reached the limit
+    count: int
+    window_days: float
+    status: str | None = None
+    diagnostic: str | None = None
+    at: float
+    id: str = ""
+
+
+@message("feedback.IngestRaw")
+class IngestRaw(Command):
+    """Classify one raw inbound feedback message already stored at ``blob_key``.
+
+    Built by ``services.feedback.ingest.store_raw`` after the bytes are durable
+    (raw mail is stored before it is parsed).  ``ingest_id`` names this ingest
+    attempt: a redelivery of the same command re-emits its events, a second
+    ingest of the same bytes (same ``sha256``) emits nothing.
+    """
+
+    blob_key: str
+    envelope_to: str | None = None
+    sha256: str = ""
+    received_at: float = 0.0
+    ingest_id: str = ""

@@ -23,6 +23,7 @@ from lunamail.ports.clock import Clock, SystemClock
 from lunamail.ports.deps import Deps
 from lunamail.ports.itemstore import ItemStore
 from lunamail.ports.mailer import Mailer, OutgoingMail, SendResult
+from lunamail.ports.pacer import Pacer
 from lunamail.ports.queue import Queue, RetryPolicy
 from lunamail.ports.secrets import DerivedSecrets, Secrets
 from lunamail.runtime.bus import Bus
@@ -276,9 +277,23 @@ def _build_mailer(settings: Settings) -> Mailer:
     from lunamail.adapters.mailer.smtp import SmtpMailer
 
     mailer: Mailer = SmtpMailer.from_url(
-        settings.smtp_url, connections=settings.smtp_connections, timeout=settings.smtp_timeout
+        settings.smtp_url, connections=settings.smtp_connections, timeout=settings.smtp_timeout,
+        pacer=build_pacer(settings),
     )
     return mailer
+
+
+def build_pacer(settings: Settings) -> Pacer | None:
+    """The send-rate limiter shared by every worker process on the data folder
+    (None when neither a rate nor a window is configured)."""
+    from lunamail.adapters.pacer.sqlite import SqlitePacer
+    from lunamail.lib.pacing import PaceConfig, parse_window
+
+    count, seconds = parse_window(settings.send_window) if settings.send_window else (0, 0.0)
+    if settings.send_rate <= 0 and not count:
+        return None
+    config = PaceConfig(settings.send_rate, count, seconds)
+    return SqlitePacer(settings.data_dir / "pace.db", config)
 
 
 def _router_from(settings: Settings) -> Router:

@@ -29,11 +29,16 @@ def _routes() -> dict[type[Message], tuple[Handler, ...]]:
     from lunamail.domain import audience as aud
     from lunamail.domain import campaigns as camp
     from lunamail.domain import delivery as dlv
+    from lunamail.domain import feedback as fb
+    from lunamail.domain import guard as grd
     from lunamail.services.accounts import handlers as accounts
     from lunamail.services.audience import handlers as audience
     from lunamail.services.campaigns import handlers as campaigns
+    from lunamail.services.campaigns import reactions as campaign_reactions
     from lunamail.services.delivery import handlers as delivery
+    from lunamail.services.guard import handlers as guard
     from lunamail.services.reports import handlers as reports
+    from lunamail.services.tracking import handlers as tracking
 
     return {
         # audience
@@ -42,10 +47,12 @@ def _routes() -> dict[type[Message], tuple[Handler, ...]]:
         dlv.SelectRecipients: (audience.select_recipients,),
         # campaigns
         camp.SendCampaign: (campaigns.handle_send_campaign,),
-        camp.CampaignSendStarted: (delivery.on_campaign_send_started, reports.on_send_started),
+        camp.CampaignSendStarted: (
+            delivery.on_campaign_send_started, reports.on_send_started, tracking.on_campaign_send_started,
+        ),
         camp.SendTest: (delivery.send_test,),
         camp.CampaignPaused: (delivery.on_campaign_paused, reports.on_paused),
-        camp.CampaignResumed: (delivery.on_campaign_resumed, reports.on_resumed),
+        camp.CampaignResumed: (delivery.on_campaign_resumed, reports.on_resumed, guard.on_campaign_resumed),
         camp.CampaignCancelled: (delivery.on_campaign_cancelled, reports.on_cancelled),
         # delivery
         dlv.RecipientsSelected: (delivery.on_recipients_selected,),
@@ -53,10 +60,20 @@ def _routes() -> dict[type[Message], tuple[Handler, ...]]:
         dlv.ResumeParked: (delivery.resume_parked,),
         dlv.RecipientsPlanned: (reports.on_recipients_planned,),
         dlv.PlanningCompleted: (reports.on_planning_completed,),
-        dlv.BatchSent: (reports.on_batch_sent,),
+        dlv.BatchSent: (reports.on_batch_sent, guard.on_batch_sent),
         dlv.CampaignDelivered: (campaigns.on_campaign_delivered, reports.on_delivered),
-        # accounts
+        # feedback -> guard (reports and audience reactions are added with their handlers)
+        fb.Bounced: (guard.on_bounced,),
+        fb.Complained: (guard.on_complained,),
+        # guard and accounts
+        grd.CampaignGuardTripped: (campaign_reactions.on_campaign_guard_tripped,),
+        grd.PauseAccountCampaigns: (campaign_reactions.handle_pause_account_campaigns,),
         acc.LockAccountSending: (accounts.handle_lock_account_sending,),
+        acc.AccountSendingLocked: (campaign_reactions.on_account_sending_locked,),
+        acc.AccountSendingUnlocked: (
+            guard.on_account_sending_unlocked, campaign_reactions.on_account_sending_unlocked,
+        ),
+
     }
 
 

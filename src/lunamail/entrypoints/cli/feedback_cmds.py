@@ -1,12 +1,19 @@
-"""``lunamail feedback ...``: look at bounce, complaint and auto-reply mail offline."""
+"""``lunamail feedback ...``: look at bounce, complaint and auto-reply mail offline, and
+ingest it (``feedback ingest``) exactly as inbound mail would be."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
+from rich.markup import escape
 
 from lunamail.entrypoints.cli.common import JSON_OPTION, console, fail, print_json
+from lunamail.entrypoints.cli.context import ACCOUNT_OPTION, current_account, get_app
+from lunamail.runtime.presence import workers_running
+from lunamail.services.feedback import handlers as feedback_handlers
+from lunamail.services.feedback import ingest
 from lunamail.services.feedback.dsn import classify
 
 feedback_app = typer.Typer(
@@ -58,6 +65,103 @@ def parse_cmd(
     for name, value in doc["original_headers"].items():
         if name.startswith("x-lunamail-"):
             console.print(f"  {name:<20} {value}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _event_view(msg: Any) -> dict[str, Any]:
+    body = msg.to_dict()["body"]
+    keep = ("email", "campaign", "bounce_type", "status", "feedback_type")
+    return {"name": msg.NAME, **{k: body[k] for k in keep if body.get(k) is not None}}
+
+
+def _ingest_one(system: Any, account: str, file: Path, envelope_to: str | None) -> dict[str, Any]:
+    """Store, classify and publish one file; the per-file document the command prints."""
+    size = file.stat().st_size
+    if size > _MAX_FILE:
+        raise ValueError(f"{size} bytes is too large for a feedback message")
+    cmd = ingest.store_raw(system.deps, account, file.read_bytes(), envelope_to)
+    before = ingest.ingest_record(system.deps, account, cmd.sha256)
+    duplicate = before is not None and before.get("status") == "done"
+    events = feedback_handlers.ingest_raw(cmd, system.deps)
+    if events:
+        system.bus.publish(events)
+    rec = ingest.ingest_record(system.deps, account, cmd.sha256) or {}
+    return {
+        "file": str(file),
+        "blob_key": cmd.blob_key,
+        "sha256": cmd.sha256,
+        "duplicate": duplicate,
+        "kind": rec.get("kind"),
+        "bounce_type": rec.get("bounce_type"),
+        "recipients": rec.get("recipients", []),
+        "campaign": rec.get("campaign", ""),
+        "verp": rec.get("verp"),
+        "events": [_event_view(e) for e in events],
+    }
+
+
+@feedback_app.command("ingest")
+def ingest_cmd(
+    files: list[Path] = typer.Argument(..., help="Raw messages (.eml), as received."),
+    envelope_to: str = typer.Option(
+        "",
+        "--envelope-to",
+        help="The SMTP envelope recipient of every file (may carry the VERP token).",
+    ),
+    account: str | None = ACCOUNT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Store each message raw, classify it, and publish its events (bounces and complaints
+    then update the lists).  Ingesting the same bytes again changes nothing."""
+    system, acct = get_app(as_json=as_json), current_account(account)
+    results: list[dict[str, Any]] = []
+    errors = 0
+    for file in files:
+        try:
+            results.append(_ingest_one(system, acct, file, envelope_to or None))
+        except OSError as exc:
+            errors += 1
+            results.append({"file": str(file), "error": f"cannot read: {exc.strerror or exc}"})
+        except ValueError as exc:
+            errors += 1
+            results.append({"file": str(file), "error": str(exc)})
+    if any(r.get("events") for r in results) and not workers_running(system.settings):
+        system.runtime().run_until_idle(timeout=120)  # the audience reactions, in this process
+    counts: dict[str, int] = {}
+    for r in results:
+        for ev in r.get("events", []):
+            counts[ev["name"]] = counts.get(ev["name"], 0) + 1
+    summary = {
+        "files": len(results),
+        "duplicates": sum(1 for r in results if r.get("duplicate")),
+        "errors": errors,
+        "events": counts,
+    }
+    if as_json:
+        print_json({"results": results, "summary": summary})
+    else:
+        for r in results:
+            if "error" in r:
+                console.print(f"[red]{escape(r['file'])}[/]: {escape(r['error'])}", highlight=False)
+                continue
+            what = r["kind"] + (f" ({r['bounce_type']})" if r["bounce_type"] else "")
+            note = " [dim](already ingested)[/]" if r["duplicate"] else ""
+            console.print(f"[bold]{escape(r['file'])}[/]: {escape(what)}{note}", highlight=False)
+            who = ", ".join(r["recipients"]) or "-"
+            console.print(
+                f"  recipients {who}  campaign {r['campaign'] or '-'}",
+                markup=False,
+                highlight=False,
+            )
+            for ev in r["events"]:
+                console.print(
+                    f"  -> {ev['name']} {ev.get('email', '')}", markup=False, highlight=False
+                )
+        console.print(
+            f"{summary['files']} file(s), {sum(counts.values())} event(s), "
+            f"{summary['duplicates']} already ingested, {errors} error(s)"
+        )
+    if errors:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -23,6 +23,7 @@ _MODULES = (
     "campaigns_cmds",
     "report_cmds",
     "feedback_cmds",
+    "guard_cmds",
     "demo_cmd",
     "server_cmds",
 )

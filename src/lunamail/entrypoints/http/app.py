@@ -24,6 +24,7 @@ from lunamail.entrypoints.http import (
     routes_reports,
     routes_subscribers,
     routes_suppressions,
+    routes_tracking,
     routes_uploads,
 )
 from lunamail.entrypoints.http.auth import require_account
@@ -42,7 +43,7 @@ V1_ROUTERS: list[APIRouter] = [
     routes_reports.router,
 ]
 # Routers outside /v1 that authorise requests their own way (signed URLs).
-PUBLIC_ROUTERS: list[APIRouter] = [routes_uploads.router]
+PUBLIC_ROUTERS: list[APIRouter] = [routes_uploads.router, routes_tracking.router]
 
 # The files blob adapter signs upload URLs with this (account, purpose) key.
 UPLOAD_KEY_OWNER = "*"

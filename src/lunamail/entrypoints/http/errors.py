@@ -28,6 +28,7 @@ SERVICE_ERRORS: dict[str, tuple[int, str]] = {
     "InvalidInput": (422, "invalid_input"),
     "IllegalTransition": (409, "illegal_transition"),
     "PreSendCheckFailed": (422, "pre_send_check_failed"),
+    "InvalidTemplate": (422, "invalid_template"),
 }
 
 _STATUS_CODES: dict[int, str] = {
@@ -93,6 +94,10 @@ def _service_details(exc: BaseException) -> dict[str, Any]:
     reasons = getattr(exc, "reasons", None)
     if isinstance(reasons, list | tuple) and reasons:
         details["reasons"] = list(reasons)
+    for name in ("part", "line"):  # template errors say where
+        value = getattr(exc, name, None)
+        if value is not None:
+            details[name] = value
     return details
 
 

@@ -66,7 +66,7 @@ def _fail(deps: Deps, msg: SendCampaign, reason: str) -> None:
         if not can(c.status, Action.FAIL) or (msg.at is not None and c.scheduled_at != msg.at):
             raise _Skip
         # Re-check under the compare-and-set: the author may have fixed it meanwhile.
-        reasons, _ = pre_send_problems(c)
+        reasons, _ = pre_send_problems(c, sending_lock=store.sending_lock(deps, msg.account))
         if not reasons:
             raise _Skip
         return c.transition(Action.FAIL, deps.clock.now(), reason="; ".join(reasons))

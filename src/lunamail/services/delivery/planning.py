@@ -8,6 +8,7 @@ the page's marker, so a retried page is never counted twice.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from lunamail.domain.campaigns import (
@@ -76,10 +77,8 @@ def on_campaign_send_started(msg: CampaignSendStarted, deps: Deps) -> list[Messa
         "planning_done": False,
         "delivered": False,
     }
-    try:
+    with contextlib.suppress(ConditionFailed):  # a redelivery: ask again, pages are idempotent
         deps.store.put(item, condition=IF_ABSENT)
-    except ConditionFailed:
-        pass  # a redelivery of the same start: ask again, pages are idempotent
     return [SelectRecipients(account=msg.account, campaign=msg.campaign, lists=tuple(msg.lists))]
 
 
@@ -92,7 +91,7 @@ def on_recipients_selected(msg: RecipientsSelected, deps: Deps) -> list[Message]
     now = deps.clock.now()
 
     recipients = list(msg.recipients)
-    records = []
+    records: list[dict[str, Any]] = []
     for i, r in enumerate(recipients):
         pk, sk = keys.record_key(account, campaign, r["email"])
         records.append(
@@ -114,15 +113,13 @@ def on_recipients_selected(msg: RecipientsSelected, deps: Deps) -> list[Message]
     claimed = sum(len(b) for b in batches.values())
 
     pk = keys.campaign_pk(account, campaign)
-    try:
+    with contextlib.suppress(TransactionCancelled):  # counted by an earlier run of this page
         store.transact([
             Put({"pk": pk, "sk": keys.page_sk(seq), "count": claimed, "last": msg.last}, IF_ABSENT),
             Update(pk, keys.stats_sk(f"page{seq}"), add={"planned": claimed}),
             Update(pk, keys.META, add={"pages_done": 1},
                    set={"pages_expected": seq + 1} if msg.last else {}),
         ])
-    except TransactionCancelled:
-        pass  # this page was counted by an earlier run
 
     out: list[Message] = [RecipientsPlanned(account=account, campaign=campaign, seq=seq, count=claimed)]
     if meta.get("status") != "cancelled":

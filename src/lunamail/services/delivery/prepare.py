@@ -8,11 +8,11 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from lunamail.domain.messages import Message
 from lunamail.lib import tokens
-from lunamail.lib.dkim import DkimSigner
+from lunamail.lib.dkim import Algorithm, DkimSigner
 from lunamail.lib.mime import Attachment, CampaignMime, make_message_id
 from lunamail.lib.templating import compile_campaign
+from lunamail.lib.tracklinks import TrackingLinks, insert_pixel
 from lunamail.lib.verp import encode_return_path
 from lunamail.ports.deps import Deps
 from lunamail.ports.mailer import OutgoingMail
@@ -32,7 +32,10 @@ def signers_for(deps: Deps, from_domain: str) -> list[DkimSigner]:
     for k in deps.settings.dkim:
         if k.domain.lower() == from_domain:
             pem = Path(k.key_file).read_bytes()
-            out.append(DkimSigner(k.domain, k.selector, pem, algorithm=k.algorithm))
+            if k.algorithm not in ("rsa-sha256", "ed25519-sha256"):
+                raise ValueError(f"DKIM key for {k.domain}: unknown algorithm {k.algorithm!r}")
+            algorithm: Algorithm = "rsa-sha256" if k.algorithm == "rsa-sha256" else "ed25519-sha256"
+            out.append(DkimSigner(k.domain, k.selector, pem, algorithm=algorithm))
     return out
 
 
@@ -74,6 +77,10 @@ class PreparedCampaign:
             bounce_domain=self._bounce_domain,
         )
         self._signers = signers_for(deps, self._from_domain)
+        # Tracking is on unless the campaign turns it off; test sends are never tracked.
+        links = TrackingLinks(base, deps.secrets.key(account, tokens.TRACK), account, campaign)
+        self._clicks = links if content.get("track_clicks", True) and not test else None
+        self._opens = links if content.get("track_opens", True) and not test else None
         self._now = deps.clock.now
 
     def build(self, r: dict[str, Any]) -> OutgoingMail:
@@ -83,15 +90,18 @@ class PreparedCampaign:
             self._unsub_key, acct, "u", camp, r.get("list", ""), email)
         view_url = self._view_base + tokens.make_token(self._view_key, acct, "v", camp, email)
         sub = {"email": email, "name": r.get("name") or "", "fields": r.get("fields") or {}}
-        out = self._compiled.render(sub, unsubscribe_url=unsubscribe_url,
-                                    view_in_browser_url=view_url, campaign=self._campaign_ctx)
+        now = self._now()
+        out = self._compiled.render(
+            sub, unsubscribe_url=unsubscribe_url, view_in_browser_url=view_url, campaign=self._campaign_ctx,
+            link_rewriter=self._clicks.rewriter(email, now) if self._clicks else None)
+        html = insert_pixel(out.html, self._opens.pixel_url(email, now)) if self._opens else out.html
         mail_from = encode_return_path(self._verp_key, account=acct, campaign=camp, email=email,
                                        domain=self._bounce_domain)
         data = self._mime.build(
             to_email=email, to_name=sub["name"],
             subject=("[Test] " + out.subject) if self.test else out.subject,
-            html=out.html, text=out.text, unsubscribe_url=unsubscribe_url,
-            message_id=make_message_id(self._from_domain), date=self._now(),
+            html=html, text=out.text, unsubscribe_url=unsubscribe_url,
+            message_id=make_message_id(self._from_domain), date=now,
             return_path_token=mail_from.partition("@")[0],
         )
         for signer in self._signers:

@@ -18,7 +18,13 @@ from typing import Any
 from lunamail.domain.delivery import BatchSent, SendBatch
 from lunamail.domain.messages import Later, Message
 from lunamail.ports.deps import Deps
-from lunamail.ports.itemstore import IF_ABSENT, ConditionFailed, TransactionCancelled, Update, attr_equals
+from lunamail.ports.itemstore import (
+    IF_ABSENT,
+    ConditionFailed,
+    TransactionCancelled,
+    Update,
+    attr_equals,
+)
 from lunamail.ports.mailer import OutgoingMail, SendResult
 from lunamail.services.delivery import keys
 from lunamail.services.delivery.planning import check_progress, load_meta, park
@@ -105,7 +111,7 @@ class Recorder:
             for op, adds in ops:
                 try:
                     self._deps.store.update(op.pk, op.sk, set=op.set, add=op.add, condition=op.condition)
-                except Exception:  # noqa: BLE001 - a lost race is not an error
+                except Exception:
                     continue
                 for k, v in adds.items():
                     total[k] += v
