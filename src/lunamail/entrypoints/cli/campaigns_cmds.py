@@ -206,16 +206,18 @@ def follow(system: System, account: str, campaign: str, *, timeout: float | None
 
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
-        TextColumn("{task.completed:.0f}/{task.total:.0f}"), TextColumn("{task.fields[rate]:.0f} sent/s"),
+        TextColumn("{task.fields[done]}/{task.fields[planned]}"), TextColumn("{task.fields[rate]:.0f} sent/s"),
         TimeRemainingColumn(), console=console, disable=quiet, transient=False,
     ) as bar:
-        task = bar.add_task(f"sending {campaign}", total=None, rate=0.0)
+        task = bar.add_task(f"sending {campaign}", total=None, rate=0.0, done=0, planned="?")
 
         def tick() -> None:
             r = state["report"]
             elapsed = max(1e-6, time.monotonic() - start)
-            bar.update(task, completed=r["sent"] + r["failed"], total=r["planned"] or None,
-                       rate=r["sent"] / elapsed)
+            finished = r["sent"] + r["failed"]
+            planned = r["planned"] if r.get("planning_done") else (f"{r['planned']}+" if r["planned"] else "?")
+            bar.update(task, completed=finished, total=r["planned"] or None,
+                       rate=r["sent"] / elapsed, done=finished, planned=planned)
 
         if workers_running(system.settings):
             deadline = None if timeout is None else time.monotonic() + timeout

@@ -128,15 +128,17 @@ def demo(
                 csv_path = data_dir / "subscribers.csv"
                 _write_csv(csv_path, subscribers)
                 summary = _import(system, str(lst["id"]), csv_path)
+                report_key = summary.get("error_report")
+                report_path = system.blobs.local_path(str(report_key)) if report_key else None
                 console.print(
                     f"imported {summary.get('imported')} subscribers, "
                     f"rejected {summary.get('rejected')} rows, skipped {summary.get('skipped')} "
-                    f"(error report: {summary.get('error_report')})")
+                    f"(error report: {report_path or report_key})")
                 # one reader asked never to be mailed again: the send must skip them
                 audience.suppress(system.deps, ACCOUNT, "reader00003@example.com", reason="demo: complained earlier")
                 camp = campaigns.create_draft(
                     system.deps, ACCOUNT, name="Lunamail Gazette", subject="Autumn issue for {{ subscriber.name }}",
-                    from_name="Lunamail Demo", from_email="news@demo.lunamail.test",
+                    from_name="Lunamail Demo", from_email="news@demo.example.org",
                     html=HTML, lists=[str(lst["id"])])
                 size = int(audience.count_by_status(system.deps, ACCOUNT, str(lst["id"])).get("subscribed", 0))
                 started = campaigns.send_now(system.deps, ACCOUNT, camp.id, audience_size=size)

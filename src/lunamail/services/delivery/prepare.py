@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,17 @@ class PreparedCampaign:
         self._opens = links if content.get("track_opens", True) and not test else None
         self._now = deps.clock.now
 
+    def _rewriter(self, email: str, now: float) -> Callable[[str, int], str]:
+        """Click tracking for the author's links; our own pages (web view) stay as they are."""
+        assert self._clicks is not None
+        track = self._clicks.rewriter(email, now)
+        own = self._view_base
+
+        def rewrite(url: str, index: int) -> str:
+            return url if url.startswith(own) else track(url, index)
+
+        return rewrite
+
     def build(self, r: dict[str, Any]) -> OutgoingMail:
         email = r["email"]
         acct, camp = self.account, self.campaign
@@ -93,7 +105,7 @@ class PreparedCampaign:
         now = self._now()
         out = self._compiled.render(
             sub, unsubscribe_url=unsubscribe_url, view_in_browser_url=view_url, campaign=self._campaign_ctx,
-            link_rewriter=self._clicks.rewriter(email, now) if self._clicks else None)
+            link_rewriter=self._rewriter(email, now) if self._clicks else None)
         html = insert_pixel(out.html, self._opens.pixel_url(email, now)) if self._opens else out.html
         mail_from = encode_return_path(self._verp_key, account=acct, campaign=camp, email=email,
                                        domain=self._bounce_domain)
