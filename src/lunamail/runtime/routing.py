@@ -31,11 +31,15 @@ def _routes() -> dict[type[Message], tuple[Handler, ...]]:
     from lunamail.domain import delivery as dlv
     from lunamail.domain import feedback as fb
     from lunamail.domain import guard as grd
+    from lunamail.domain import tracking as trk
     from lunamail.services.accounts import handlers as accounts
     from lunamail.services.audience import handlers as audience
+    from lunamail.services.audience import reactions as audience_reactions
     from lunamail.services.campaigns import handlers as campaigns
     from lunamail.services.campaigns import reactions as campaign_reactions
     from lunamail.services.delivery import handlers as delivery
+    from lunamail.services.feedback import handlers as feedback
+    from lunamail.services.feedback import policy as feedback_policy
     from lunamail.services.guard import handlers as guard
     from lunamail.services.reports import handlers as reports
     from lunamail.services.tracking import handlers as tracking
@@ -62,9 +66,13 @@ def _routes() -> dict[type[Message], tuple[Handler, ...]]:
         dlv.PlanningCompleted: (reports.on_planning_completed,),
         dlv.BatchSent: (reports.on_batch_sent, guard.on_batch_sent),
         dlv.CampaignDelivered: (campaigns.on_campaign_delivered, reports.on_delivered),
-        # feedback -> guard (reports and audience reactions are added with their handlers)
-        fb.Bounced: (guard.on_bounced,),
-        fb.Complained: (guard.on_complained,),
+        # feedback: raw reports in, bounces and complaints out to the lists and the guard
+        fb.IngestRaw: (feedback.ingest_raw,),
+        fb.Bounced: (guard.on_bounced, feedback_policy.count_soft_bounce, audience_reactions.on_bounced),
+        fb.SoftBounceLimitReached: (audience_reactions.on_soft_bounce_limit,),
+        fb.Complained: (guard.on_complained, audience_reactions.on_complained),
+        # tracking
+        trk.Unsubscribed: (audience_reactions.on_unsubscribed,),
         # guard and accounts
         grd.CampaignGuardTripped: (campaign_reactions.on_campaign_guard_tripped,),
         grd.PauseAccountCampaigns: (campaign_reactions.handle_pause_account_campaigns,),

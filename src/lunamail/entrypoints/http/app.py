@@ -19,6 +19,7 @@ from lunamail.domain.messages import Later, Message
 from lunamail.entrypoints.http import (
     routes_account,
     routes_campaigns,
+    routes_feedback,
     routes_imports,
     routes_lists,
     routes_reports,
@@ -31,6 +32,7 @@ from lunamail.entrypoints.http.auth import require_account
 from lunamail.entrypoints.http.context import ApiContext, Publish
 from lunamail.entrypoints.http.errors import install_error_handlers
 from lunamail.ports.deps import Deps
+from lunamail.services.feedback.sns import SnsVerifier
 
 # Authenticated routers mounted under /v1, in the order they appear in the docs.
 V1_ROUTERS: list[APIRouter] = [
@@ -70,6 +72,7 @@ def create_app(
     publish: Publish | None = None,
     extra_routers: Sequence[APIRouter] = (),
     upload_signing_key: bytes | None = None,
+    sns_verifier: SnsVerifier | None = None,
 ) -> FastAPI:
     """Build the ASGI app over a bootstrapped system (or bare ``Deps`` plus ``publish``,
     for tests).  OpenAPI docs are at ``/docs``, the schema at ``/openapi.json``."""
@@ -101,4 +104,6 @@ def create_app(
     app.include_router(v1)
     for router in PUBLIC_ROUTERS:
         app.include_router(router)
+    # SES bounce/complaint notifications over SNS: the SNS signature is the authentication.
+    app.include_router(routes_feedback.router_factory(publish, deps, sns_verifier))
     return app
