@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,7 @@ from lunamail.ports.itemstore import (
     TransactionCancelled,
     Update,
     WriteOp,
+    attr_equals,
 )
 
 from . import keys as k
@@ -99,14 +100,35 @@ def _count_once(deps: Deps, account: str, campaign: str, marker: str,
         return False
 
 
-def _set_status(deps: Deps, account: str, campaign: str, status: str, **fields: Any) -> None:
-    deps.store.update(report_pk(account, campaign), k.STATS, set={"status": status, **fields},
-                      add={"v": 1})
+def _set_status(deps: Deps, account: str, campaign: str, status: str,
+                allowed: Callable[[str | None], bool] = lambda _cur: True, **fields: Any) -> None:
+    """Move the report's status when ``allowed(current)``; ``fields`` are set either way.
+
+    Lifecycle events may be redelivered late or out of order (a start delivered again
+    after a pause must not make the campaign look "sending"), so the status changes by
+    compare-and-set on the item's version ``v``."""
+    pk = report_pk(account, campaign)
+    for _ in range(10):
+        item = deps.store.get(pk, k.STATS)
+        current = None if item is None else item.get("status")
+        if not allowed(current):
+            if fields:
+                deps.store.update(pk, k.STATS, set=fields, add={"v": 1})
+            return
+        cond = IF_ABSENT if item is None else attr_equals(v=item.get("v"))
+        try:
+            deps.store.update(pk, k.STATS, set={"status": status, **fields}, add={"v": 1},
+                              condition=cond)
+            return
+        except ConditionFailed:
+            continue  # a concurrent write: read again
+    raise ConditionFailed(f"report status of {campaign} keeps changing; retry later")
 
 
 def on_send_started(msg: CampaignSendStarted, deps: Deps) -> list[Message]:
-    _set_status(deps, msg.account, msg.campaign, "sending", started_at=msg.started_at,
-                subject=str(msg.content.get("subject", "")), name=str(msg.content.get("name", "")))
+    _set_status(deps, msg.account, msg.campaign, "sending", lambda cur: cur is None,
+                started_at=msg.started_at, subject=str(msg.content.get("subject", "")),
+                name=str(msg.content.get("name", "")))
     return []
 
 
@@ -142,22 +164,24 @@ def on_batch_sent(msg: BatchSent, deps: Deps) -> list[Message]:
 
 
 def on_delivered(msg: CampaignDelivered, deps: Deps) -> list[Message]:
-    _set_status(deps, msg.account, msg.campaign, "sent", finished_at=msg.at)
+    _set_status(deps, msg.account, msg.campaign, "sent", lambda cur: cur != "cancelled",
+                finished_at=msg.at)
     return []
 
 
 def on_paused(msg: CampaignPaused, deps: Deps) -> list[Message]:
-    _set_status(deps, msg.account, msg.campaign, "paused", paused_reason=msg.reason)
+    _set_status(deps, msg.account, msg.campaign, "paused", lambda cur: cur in (None, "sending"),
+                paused_reason=msg.reason)
     return []
 
 
 def on_resumed(msg: CampaignResumed, deps: Deps) -> list[Message]:
-    _set_status(deps, msg.account, msg.campaign, "sending")
+    _set_status(deps, msg.account, msg.campaign, "sending", lambda cur: cur == "paused")
     return []
 
 
 def on_cancelled(msg: CampaignCancelled, deps: Deps) -> list[Message]:
-    _set_status(deps, msg.account, msg.campaign, "cancelled")
+    _set_status(deps, msg.account, msg.campaign, "cancelled", lambda cur: cur != "sent")
     return []
 
 
