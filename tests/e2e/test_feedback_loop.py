@@ -206,6 +206,11 @@ def test_feedback_reaches_reports_lists_and_the_next_send(tmp_path: Path) -> Non
             assert audience.is_suppressed(system.deps, ACCOUNT, _email(i))
         assert not audience.is_suppressed(system.deps, ACCOUNT, _email(9))
 
+        # non-openers: sent, minus human openers/clickers and everyone who opted out or bounced;
+        # p3 opened only through an image proxy, so they still count as a non-opener
+        non_openers = {r["email"] for r in reports.export_recipients(system.deps, ACCOUNT, camp, "non-openers")}
+        assert non_openers == {_email(i) for i in range(N)} - {_email(i) for i in (0, 1, 2, 4, 5, 6, 7, 8)}
+
         # the next campaign to the same list skips every one of them
         _, second, _ = _send(system, sink, lst, "Second")
         assert set(second) == {_email(i) for i in range(N)} - {_email(i) for i in (4, 5, 6, 7, 8)}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,6 @@ import pytest
 from typer.testing import CliRunner
 
 from lunamail.domain.delivery import BatchSent
-from lunamail.domain.messages import message
 from lunamail.domain.tracking import Clicked, Opened
 from lunamail.entrypoints.cli.context import close_apps
 from lunamail.entrypoints.cli.main import app
@@ -25,15 +23,7 @@ A = "default"
 EMAILS = [f"m{i:02d}@example.org" for i in range(12)]
 OPENERS = EMAILS[:4]
 
-if "sent_emails" in {f.name for f in dataclasses.fields(BatchSent)}:
-    BatchSentE: type[BatchSent] = BatchSent
-else:
-
-    @message("reports_cli_test.BatchSent")
-    class _BatchSentE(BatchSent):
-        sent_emails: tuple[str, ...] = ()
-
-    BatchSentE = _BatchSentE
+BatchSentE = BatchSent
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ a list and a draft through the audience import chain."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import pytest
 from lunamail.domain.audience import ImportChunk
 from lunamail.domain.delivery import BatchSent
 from lunamail.domain.feedback import Bounced
-from lunamail.domain.messages import Message, message
+from lunamail.domain.messages import Message
 from lunamail.domain.tracking import Clicked, Opened, Unsubscribed
 from lunamail.entrypoints.cli.report_cmds import ResendError, resend_to_non_openers
 from lunamail.runtime.bootstrap import System, bootstrap_in
@@ -27,15 +26,7 @@ from lunamail.services.reports import handlers as rh
 
 A = "acme"
 
-if "sent_emails" in {f.name for f in dataclasses.fields(BatchSent)}:
-    BatchSentE: type[BatchSent] = BatchSent
-else:
-
-    @message("reports_runtime_test.BatchSent")
-    class _BatchSentE(BatchSent):
-        sent_emails: tuple[str, ...] = ()
-
-    BatchSentE = _BatchSentE
+BatchSentE = BatchSent
 
 ROUTES: dict[type[Message], tuple[Handler, ...]] = {
     BatchSentE: (rh.on_batch_sent,),

@@ -59,6 +59,7 @@ class BatchSent(Event):
     failed: int
     at: float
     failures: tuple[dict[str, Any], ...] = ()  # [{"email", "code", "reply"}] for failed
+    sent_emails: tuple[str, ...] = ()  # who this batch id recorded as sent (for engagement exports)
 
 
 @message("delivery.RecipientsPlanned")

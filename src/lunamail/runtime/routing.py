@@ -68,11 +68,17 @@ def _routes() -> dict[type[Message], tuple[Handler, ...]]:
         dlv.CampaignDelivered: (campaigns.on_campaign_delivered, reports.on_delivered),
         # feedback: raw reports in, bounces and complaints out to the lists and the guard
         fb.IngestRaw: (feedback.ingest_raw,),
-        fb.Bounced: (guard.on_bounced, feedback_policy.count_soft_bounce, audience_reactions.on_bounced),
+        fb.Bounced: (
+            guard.on_bounced, feedback_policy.count_soft_bounce, audience_reactions.on_bounced,
+            reports.on_bounced,
+        ),
         fb.SoftBounceLimitReached: (audience_reactions.on_soft_bounce_limit,),
-        fb.Complained: (guard.on_complained, audience_reactions.on_complained),
+        fb.Complained: (guard.on_complained, audience_reactions.on_complained, reports.on_complained),
+        fb.Delivered: (reports.on_feedback_delivered,),
         # tracking
-        trk.Unsubscribed: (audience_reactions.on_unsubscribed,),
+        trk.Unsubscribed: (audience_reactions.on_unsubscribed, reports.on_unsubscribed),
+        trk.Opened: (reports.on_opened,),
+        trk.Clicked: (reports.on_clicked,),
         # guard and accounts
         grd.CampaignGuardTripped: (campaign_reactions.on_campaign_guard_tripped,),
         grd.PauseAccountCampaigns: (campaign_reactions.handle_pause_account_campaigns,),

@@ -193,6 +193,7 @@ def summarise(
 ) -> list[Message | Later]:
     """Count what this batch id recorded (whichever run recorded it) and chain the retry."""
     sent = failed = 0
+    sent_emails: list[str] = []
     failures: list[dict[str, Any]] = []
     retry: list[dict[str, Any]] = []
     for r, rec in zip(recipients, deps.store.get_many(record_keys), strict=True):
@@ -201,6 +202,7 @@ def summarise(
         if rec.get("by") == msg.batch:
             if rec.get("status") == "sent":
                 sent += 1
+                sent_emails.append(r["email"])
             elif rec.get("status") == "failed":
                 failed += 1
                 if len(failures) < 100:
@@ -210,7 +212,8 @@ def summarise(
     now = deps.clock.now()
     out: list[Message | Later] = [
         BatchSent(account=msg.account, campaign=msg.campaign, batch=msg.batch, attempt=msg.attempt,
-                  sent=sent, deferred=len(retry), failed=failed, at=now, failures=tuple(failures))
+                  sent=sent, deferred=len(retry), failed=failed, at=now, failures=tuple(failures),
+                  sent_emails=tuple(sent_emails))
     ]
     if retry:
         delay = min(deps.settings.defer_base_delay * (2 ** msg.attempt), 6 * 3600.0)
