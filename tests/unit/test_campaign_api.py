@@ -110,6 +110,12 @@ def test_idempotent_create_with_own_id(deps: Deps) -> None:
         ready(deps, campaign_id="spring-2030")
 
 
+@pytest.mark.parametrize("bad", ["_unmapped", "_x", "", "a" * 65, "has space", "a.b"])
+def test_reserved_and_malformed_ids_are_refused(deps: Deps, bad: str) -> None:
+    with pytest.raises(InvalidInput):
+        ready(deps, campaign_id=bad)
+
+
 def test_list_newest_first_with_status_filter_and_cursor(deps: Deps, clock: FakeClock) -> None:
     ids = []
     for n in range(5):

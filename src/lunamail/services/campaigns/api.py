@@ -88,7 +88,8 @@ MAX_CONTENT = 350_000  # html + text + subject, chars: the item must stay under 
 MAX_LISTS = 50
 MAX_ATTACHMENTS = 10
 MAX_TEST_ADDRESSES = 20
-_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Ids starting with "_" are reserved (the reports keep an account-level "_unmapped" report).
+_ID_RE = re.compile(r"[A-Za-z0-9-][A-Za-z0-9_-]{0,63}")
 _CONTENT_TYPE_RE = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*")
 _MAX_FILTER_ROUNDS = 20
 
