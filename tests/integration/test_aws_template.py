@@ -1,0 +1,111 @@
+"""The SAM template is checked against the routing table, and by cfn-lint.
+
+A route added without regenerating ``deploy/template.yaml`` fails here, so the
+AWS deployment can never silently miss a consumer.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+from lunamail.adapters.queue.sqs import logical_name
+from lunamail.runtime.routing import default_router
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+TEMPLATE = DEPLOY / "template.yaml"
+PREFIX = "${QueuePrefix}"
+
+
+def _generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("lunamail_deploy_generate", DEPLOY / "generate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    loaded = yaml.safe_load(TEMPLATE.read_text("utf-8"))
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def _of_type(doc: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in doc["Resources"].items() if v["Type"] == kind}
+
+
+def _queue_name(resource: dict[str, Any]) -> str:
+    sub = resource["Properties"]["QueueName"]["Fn::Sub"]
+    assert sub.startswith(PREFIX)
+    return str(sub[len(PREFIX) :])
+
+
+def test_template_queues_are_exactly_the_routed_queues(doc: dict[str, Any]) -> None:
+    routed = set(default_router().queues())
+    queues = _of_type(doc, "AWS::SQS::Queue")
+    main = {k: v for k, v in queues.items() if "RedrivePolicy" in v["Properties"]}
+    names = {logical_name("", _queue_name(v)) for v in main.values()}
+    assert names == routed
+    dlqs = {_queue_name(v) for k, v in queues.items() if k not in main}
+    assert dlqs == {_queue_name(v) + "--dlq" for v in main.values()}
+
+
+def test_every_queue_has_its_function_dlq_and_partial_batch_responses(doc: dict[str, Any]) -> None:
+    resources = doc["Resources"]
+    functions = _of_type(doc, "AWS::Serverless::Function")
+    consumed: dict[str, str] = {}
+    for fid, fn in functions.items():
+        props = fn["Properties"]
+        queue = props["Environment"]["Variables"]["LUNAMAIL_LAMBDA_QUEUE"]
+        [event] = props["Events"].values()
+        assert event["Type"] == "SQS"
+        assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        queue_id = event["Properties"]["Queue"]["Fn::GetAtt"][0]
+        source = resources[queue_id]["Properties"]
+        assert logical_name("", _queue_name(resources[queue_id])) == queue, fid
+        assert source["VisibilityTimeout"] >= props["Timeout"]
+        redrive = source["RedrivePolicy"]
+        dlq = resources[redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]]
+        assert _queue_name(dlq) == _queue_name(resources[queue_id]) + "--dlq"
+        assert redrive["maxReceiveCount"] == 5
+        consumed[queue] = fid
+    assert sorted(consumed) == default_router().queues()
+    glob = doc["Globals"]["Function"]
+    assert glob["Handler"] == "lunamail.entrypoints.aws.sqs_handler"
+    assert glob["Environment"]["Variables"]["LUNAMAIL_QUEUE"] == "sqs"
+
+
+def test_table_is_the_single_table_shape(doc: dict[str, Any]) -> None:
+    [table] = _of_type(doc, "AWS::DynamoDB::Table").values()
+    props = table["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert {(a["AttributeName"], a["AttributeType"]) for a in props["AttributeDefinitions"]} == {
+        ("pk", "S"),
+        ("sk", "S"),
+    }
+    assert props["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
+    assert len(_of_type(doc, "AWS::S3::Bucket")) == 1
+
+
+def test_committed_template_is_what_the_generator_writes_now() -> None:
+    """Routes, defaults (max attempts) or the generator changed: run deploy/generate.py."""
+    gen = _generator()
+    assert TEMPLATE.read_text("utf-8") == gen.render(gen.template())
+
+
+def test_cfn_lint_passes() -> None:
+    from cfnlint.api import ManualArgs, lint_file
+
+    matches = lint_file(TEMPLATE, config=ManualArgs())
+    assert [str(m) for m in matches] == []
