@@ -39,6 +39,12 @@ class Settings:
     dynamodb_table: str = "lunamail"
     aws_endpoint_url: str | None = None
     aws_region: str = "us-east-1"
+    s3_bucket: str = ""
+    sqs_prefix: str = "lunamail-"
+    mailer: str = "smtp"  # "smtp" | "ses" (or LUNAMAIL_SMTP_URL=ses://?region=...)
+    ses_configuration_set: str = ""
+    master_key_secret: str = ""  # Secrets Manager id of the master key (AWS)
+    lambda_queue: str = ""  # the queue one Lambda function consumes
     # sending
     send_rate: float = 0.0  # messages per second across all workers; 0 = unlimited
     send_window: str = ""  # optional "N/seconds", e.g. "50000/3600"

@@ -262,7 +262,12 @@ def _build_blobs(settings: Settings, secrets: Secrets) -> Blobs:
             signing_key=secrets.key(SYSTEM_ACCOUNT, "blob-upload"),
         )
         return files
-    raise ConfigError(f"setting blobs: {settings.blobs!r} is not supported here (use files)")
+    if settings.blobs == "s3":
+        from lunamail.adapters.blobs.s3 import S3Blobs
+
+        s3: Blobs = S3Blobs(settings.s3_bucket, endpoint_url=settings.aws_endpoint_url, region=settings.aws_region)
+        return s3
+    raise ConfigError(f"setting blobs: {settings.blobs!r} is not supported (use files or s3)")
 
 
 def _build_queue(settings: Settings, retry: RetryPolicy) -> Queue:
@@ -270,10 +275,26 @@ def _build_queue(settings: Settings, retry: RetryPolicy) -> Queue:
         from lunamail.adapters.queue.sqlite import SqliteQueue
 
         return SqliteQueue(settings.queue_path, retry=retry)
-    raise ConfigError(f"setting queue: {settings.queue!r} is not supported here (use local)")
+    if settings.queue == "sqs":
+        from lunamail.adapters.queue.sqs import SqsQueue
+
+        sqs: Queue = SqsQueue(prefix=settings.sqs_prefix, endpoint_url=settings.aws_endpoint_url,
+                              region=settings.aws_region, retry=retry)
+        return sqs
+    raise ConfigError(f"setting queue: {settings.queue!r} is not supported (use local or sqs)")
 
 
 def _build_mailer(settings: Settings) -> Mailer:
+    if settings.mailer == "ses" or settings.smtp_url.startswith("ses://"):
+        from lunamail.adapters.mailer.ses import SesMailer
+
+        opts: dict[str, Any] = {
+            "region": settings.aws_region, "endpoint_url": settings.aws_endpoint_url,
+            "configuration_set": settings.ses_configuration_set or None, "pacer": build_pacer(settings),
+        }
+        ses: Mailer = (SesMailer.from_url(settings.smtp_url, **opts)
+                       if settings.smtp_url.startswith("ses://") else SesMailer(**opts))
+        return ses
     from lunamail.adapters.mailer.smtp import SmtpMailer
 
     mailer: Mailer = SmtpMailer.from_url(

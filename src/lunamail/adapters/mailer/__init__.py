@@ -1,0 +1,1 @@
+"""Mailer adapters: ``smtp`` (pipelined SMTP client), ``ses`` (Amazon SES SendRawEmail), ``memory`` (tests)."""

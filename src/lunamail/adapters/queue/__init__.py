@@ -1,1 +1,1 @@
-"""Queue adapters: ``sqlite`` (the embedded durable local queue)."""
+"""Queue adapters: ``sqlite`` (the embedded durable local queue) and ``sqs`` (Amazon SQS)."""
