@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from lunamail.domain.campaign_model import IllegalTransition
 from lunamail.domain.messages import Later, Message
 from lunamail.entrypoints.cli.common import JSON_OPTION, console, fail, print_json
 from lunamail.entrypoints.cli.context import ACCOUNT_OPTION, current_account, get_app
@@ -75,7 +77,7 @@ def create(
             html=html.read_text("utf-8"), text=text.read_text("utf-8") if text else None,
             lists=_list_ids(system, acct, lists),
         )
-    except (CampaignError, AudienceError) as e:
+    except (CampaignError, AudienceError, IllegalTransition) as e:
         _guard(as_json, e)
     doc = camp.to_dict()
     if as_json:
@@ -110,7 +112,7 @@ def show(campaign: str, account: str | None = ACCOUNT_OPTION, as_json: bool = JS
     system, acct = get_app(as_json=as_json), current_account(account)
     try:
         doc = campaigns.get(system.deps, acct, campaign).to_dict()
-    except CampaignError as e:
+    except (CampaignError, IllegalTransition) as e:
         _guard(as_json, e)
     if as_json:
         print_json(doc)
@@ -132,7 +134,7 @@ def preview(
     sub = {"email": email, "name": name, "fields": {}} if email else None
     try:
         out = campaigns.preview(system.deps, acct, campaign, sub)
-    except CampaignError as e:
+    except (CampaignError, IllegalTransition) as e:
         _guard(as_json, e)
     if as_json:
         print_json({"subject": out.subject, "html": out.html, "text": out.text})
@@ -152,7 +154,7 @@ def test_send(
     system, acct = get_app(as_json=as_json), current_account(account)
     try:
         cmd = campaigns.test_send(system.deps, acct, campaign, to)
-    except CampaignError as e:
+    except (CampaignError, IllegalTransition) as e:
         _guard(as_json, e)
     _publish(system, [cmd])
     if not workers_running(system.settings):
@@ -178,7 +180,7 @@ def send(
         camp = campaigns.get(system.deps, acct, campaign)
         size = _audience_size(system, acct, list(camp.lists))
         started = campaigns.send_now(system.deps, acct, campaign, audience_size=size)
-    except (CampaignError, AudienceError) as e:
+    except (CampaignError, AudienceError, IllegalTransition) as e:
         _guard(as_json, e)
     _publish(system, [started])
     if not wait:
@@ -246,7 +248,7 @@ def schedule(
         camp = campaigns.get(system.deps, acct, campaign)
         cmd = campaigns.schedule(system.deps, acct, campaign, at, tz=tz,
                                  audience_size=_audience_size(system, acct, list(camp.lists)))
-    except (CampaignError, AudienceError) as e:
+    except (CampaignError, AudienceError, IllegalTransition) as e:
         _guard(as_json, e)
     delay = max(0.0, float(cmd.at or 0) - system.clock.now())
     _publish(system, [Later(cmd, delay)])
@@ -254,14 +256,15 @@ def schedule(
     if as_json:
         print_json(doc)
     else:
-        console.print(f"campaign {campaign} scheduled for {doc.get('scheduled_at')}")
+        when = datetime.fromtimestamp(float(doc["scheduled_at"]), UTC).isoformat(timespec="minutes")
+        console.print(f"campaign {campaign} scheduled for {when} (UTC)")
 
 
 def _control(action: str, campaign: str, account: str | None, as_json: bool) -> None:
     system, acct = get_app(as_json=as_json), current_account(account)
     try:
         event = getattr(campaigns, action)(system.deps, acct, campaign)
-    except CampaignError as e:
+    except (CampaignError, IllegalTransition) as e:
         _guard(as_json, e)
     _publish(system, [event])
     doc = campaigns.get(system.deps, acct, campaign).to_dict()
