@@ -16,6 +16,7 @@ from lunamail.domain.campaign_model import IllegalTransition
 from lunamail.domain.messages import Later, Message
 from lunamail.entrypoints.cli.common import JSON_OPTION, console, fail, print_json
 from lunamail.entrypoints.cli.context import ACCOUNT_OPTION, current_account, get_app
+from lunamail.entrypoints.cli.live import report_table
 from lunamail.runtime.bootstrap import System
 from lunamail.runtime.presence import workers_running
 from lunamail.services.audience import api as audience
@@ -293,9 +294,5 @@ def cancel(campaign: str, account: str | None = ACCOUNT_OPTION, as_json: bool = 
 
 
 def print_report(doc: dict[str, Any]) -> None:
-    table = Table(title=f"campaign {doc['campaign']} — {doc['status']}", show_header=False)
-    for key in ("planned", "sent", "deferred", "failed", "progress", "send_rate"):
-        value = doc.get(key)
-        shown = f"{value:.1%}" if key == "progress" else (f"{value} /s" if key == "send_rate" else str(value))
-        table.add_row(key, shown)
-    console.print(table)
+    """The full report table (counters, engagement, rates) once."""
+    console.print(report_table(doc))
