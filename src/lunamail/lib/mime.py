@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import random
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -57,21 +58,71 @@ def format_date(ts: float) -> str:
 def make_message_id(domain: str) -> str:
     """A globally unique ``<...@domain>``: time plus 96 random bits, so ids never collide
     across workers or machines without coordination."""
-    return f"<{int(time.time() * 1000):x}.{os.urandom(12).hex()}@{_ascii_domain(domain)}>"
+    return f"<{int(time.time() * 1000):x}.{_ID_RANDOM.getrandbits(96):024x}@{_ascii_domain(domain)}>"
+
+
+# Seeded once from the OS: os.urandom per message is a syscall that also drops the GIL,
+# and a worker thread that drops it waits for it again behind the other threads.  Ids
+# need to be unique, not secret.  Re-seeded in a forked child so siblings never share it.
+_ID_RANDOM = random.Random(os.urandom(32))
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _ID_RANDOM.seed(os.urandom(32)))
 
 
 def qp_encode(text: str) -> bytes:
     """UTF-8 quoted-printable with CRLF line breaks, ending in CRLF.
 
-    ``binascii.b2a_qp`` does the work in C; we first normalise every CR, LF and CRLF to
-    one line break (b2a_qp copies a lone CR through raw) and protect ``From `` at a line
-    start so mbox-style relays cannot mangle the body.
+    The fast path (no ASCII control characters, few distinct non-ASCII bytes: nearly
+    every email) works on the whole text with C-level ``translate``/``replace``: ``=``,
+    each non-ASCII byte, whitespace before a line break and ``From `` are escaped by
+    replacement, and only lines over 76 characters are cut, by a regex that never splits
+    an escape.  ``binascii.b2a_qp`` remains the path for everything else.  Every CR, LF
+    and CRLF becomes one line break; ``From `` never starts a line (mbox-style relays
+    would mangle it).
     """
     if "\r" in text:
         text = _NEWLINES.sub("\n", text)
     if not text.endswith("\n"):
         text += "\n"
-    out = binascii.b2a_qp(text.encode("utf-8"), False, True, False)
+    data = text.encode("utf-8")
+    odd = data.translate(None, _QP_PLAIN)  # bytes that need an escape: controls, non-ASCII
+    high: set[int] = set()
+    if odd:
+        high = set(odd)
+        if odd.translate(None, _QP_HIGH) or len(high) > _QP_MAX_DISTINCT:
+            return _qp_slow(data)
+    if b"=" in data:
+        data = data.replace(b"=", b"=3D")
+    for byte in high:
+        data = data.replace(_QP_BYTE[byte], _QP_ESCAPE[byte])
+    if b" \n" in data:
+        data = data.replace(b" \n", b"=20\n")
+    if b"\t\n" in data:
+        data = data.replace(b"\t\n", b"=09\n")
+    if b"From " in data:  # anywhere: a soft line break could otherwise start a line with it
+        data = data.replace(b"From ", b"=46rom ")
+    return CRLF.join([
+        line if len(line) <= _QP_LINE else b"=\r\n".join(_QP_CHUNK.findall(line))
+        for line in data.split(b"\n")
+    ])
+
+
+_QP_LINE = 76
+# Up to 75 characters that do not end inside an "=XX" escape (every "=" starts one).
+_QP_CHUNK = re.compile(rb".{1,75}(?<!=)(?<!=.)", re.S)
+_QP_PLAIN = b"\t\n" + bytes(range(0x20, 0x7F))
+_QP_HIGH = bytes(range(0x80, 0x100))
+_QP_BYTE = [bytes((i,)) for i in range(256)]
+_QP_ESCAPE = [b"=%02X" % i for i in range(256)]
+# One C-level replace per distinct non-ASCII byte: quick for Latin-script text; text in
+# other scripts has many distinct bytes and goes to b2a_qp.
+_QP_MAX_DISTINCT = 24
+
+
+def _qp_slow(data: bytes) -> bytes:
+    """``binascii.b2a_qp`` for text with control characters or many distinct non-ASCII
+    bytes (``data`` ends in LF)."""
+    out = binascii.b2a_qp(data, False, True, False)
     if out.startswith(b"From "):
         out = b"=46" + out[1:]
     if b"\nFrom " in out:

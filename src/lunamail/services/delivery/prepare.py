@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lunamail.lib import tokens
-from lunamail.lib.dkim import Algorithm, DkimSigner
+from lunamail.lib.dkim import Algorithm, DkimSigner, MultiSigner
 from lunamail.lib.mime import Attachment, CampaignMime, make_message_id
 from lunamail.lib.templating import compile_campaign
 from lunamail.lib.tracklinks import TrackingLinks, insert_pixel
@@ -77,7 +77,10 @@ class PreparedCampaign:
             ],
             bounce_domain=self._bounce_domain,
         )
-        self._signers = signers_for(deps, self._from_domain)
+        signers = signers_for(deps, self._from_domain)
+        # Several keys (RSA + ed25519) share one parse and one body hash.
+        self._signer: DkimSigner | MultiSigner | None = (
+            None if not signers else signers[0] if len(signers) == 1 else MultiSigner(signers))
         # Tracking is on unless the campaign turns it off; test sends are never tracked.
         links = TrackingLinks(base, deps.secrets.key(account, tokens.TRACK), account, campaign)
         self._clicks = links if content.get("track_clicks", True) and not test else None
@@ -116,8 +119,8 @@ class PreparedCampaign:
             message_id=make_message_id(self._from_domain), date=now,
             return_path_token=mail_from.partition("@")[0],
         )
-        for signer in self._signers:
-            data = signer.sign(data)
+        if self._signer is not None:
+            data = self._signer.sign(data)
         return OutgoingMail(mail_from=mail_from, rcpt_to=email, data=data, ref=email)
 
 
