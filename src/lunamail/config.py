@@ -57,7 +57,7 @@ class Settings:
     bounce_domain: str = ""  # VERP return-path domain; defaults to the From domain
     dkim: tuple[DkimKey, ...] = ()
     # runtime
-    workers: int = 4
+    workers: int = 2  # handler threads per process; more only fight over the GIL (see docs/benchmarks.md)
     visibility_timeout: float = 120.0
     max_attempts: int = 5
     import_chunk_rows: int = 50_000

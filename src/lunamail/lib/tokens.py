@@ -36,8 +36,11 @@ def _unb64(text: str) -> bytes:
 _KEYED: dict[bytes, hmac.HMAC] = {}
 
 
-def _mac(key: bytes, payload: bytes) -> bytes:
-    """HMAC-SHA256 truncated; the keyed state is built once per key and copied (3x faster)."""
+def hmac_sha256(key: bytes, payload: bytes) -> bytes:
+    """HMAC-SHA256 with the keyed state built once per key and copied per call.
+
+    Three times faster than ``hmac.new`` per call, and unlike ``hmac.digest`` it keeps
+    the GIL for small inputs, so send threads do not queue to get it back."""
     base = _KEYED.get(key)
     if base is None:
         if len(_KEYED) > 1024:
@@ -45,7 +48,11 @@ def _mac(key: bytes, payload: bytes) -> bytes:
         base = _KEYED[key] = hmac.new(key, digestmod=hashlib.sha256)
     h = base.copy()
     h.update(payload)
-    return h.digest()[:_MAC_BYTES]
+    return h.digest()
+
+
+def _mac(key: bytes, payload: bytes) -> bytes:
+    return hmac_sha256(key, payload)[:_MAC_BYTES]
 
 
 def make_token(key: bytes, account: str, *fields: str, expires: int | None = None) -> str:

@@ -32,6 +32,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lunamail.lib.tokens import hmac_sha256
+
 __all__ = ["MAC_BYTES", "VerpToken", "decode_return_path", "encode_return_path", "recipient_id"]
 
 MAC_BYTES = 10
@@ -192,7 +194,7 @@ def encode_return_path(
         body = bytes((_VERSION << 4,)) + head + raw_email
     else:
         body = bytes((_VERSION << 4 | _FLAG_ID,)) + head + _recipient_id_bytes(email)
-    mac = hmac.digest(key, body, "sha256")[:MAC_BYTES]
+    mac = hmac_sha256(key, body)[:MAC_BYTES]
     return f"{lead}{_b32(body + mac)}@{domain}"
 
 
@@ -229,7 +231,7 @@ def decode_return_path(key_for_account: Callable[[str], bytes], address: str) ->
         key = key_for_account(account)
         if not key or not isinstance(key, bytes | bytearray):
             return None
-        if not hmac.compare_digest(hmac.digest(bytes(key), body, "sha256")[:MAC_BYTES], mac):
+        if not hmac.compare_digest(hmac_sha256(bytes(key), body)[:MAC_BYTES], mac):
             return None
         if flags & _FLAG_ID:
             if len(rest) != _ID_BYTES:
