@@ -31,41 +31,59 @@ def _default(value: Any) -> Any:
     raise TypeError(f"unsupported value type {type(value).__name__}")
 
 
-def encode(attrs: Mapping[str, Any]) -> bytes:
-    """orjson with bytes as a tagged map (names starting with NUL are refused upstream)."""
+def encode(attrs: Mapping[str, Any], *, compact: bool = True) -> bytes:
+    """orjson with bytes as a tagged map (names starting with NUL are refused upstream).
+
+    orjson hands back its bytes inside a buffer of at least 4 KB; a store that keeps the
+    value (a list of pending rows, the memory store) would pay 4 KB per item, so by
+    default the value is copied to its exact size.  ``compact=False`` skips the copy for
+    a value that is written and dropped at once.
+    """
     try:
-        return orjson.dumps(attrs, default=_default, option=_OPTS)
+        raw = orjson.dumps(attrs, default=_default, option=_OPTS)
     except TypeError as exc:
         raise ValidationError(str(exc)) from exc
+    return memoryview(raw).tobytes() if compact else raw
 
 
 # orjson output this short cannot exceed the item limit: a DynamoDB size is at most
 # twice the JSON length (a one-digit number in a list: 3 bytes vs 2 characters).
 _FAST_BYTES = MAX_ITEM_BYTES // 4
+_FAST_KEY = min(_limits.MAX_PK_BYTES, _limits.MAX_SK_BYTES) // 4
 
 
-def encode_item(item: Any) -> tuple[str, str, bytes]:
+def encode_item(item: Any, *, compact: bool = True) -> tuple[str, str, bytes]:
     """Validate and encode an item for a put; returns (pk, sk, encoded).
 
     The full DynamoDB-style walk is skipped when the encoded form proves the item
     is small and holds nothing orjson would accept but DynamoDB would not (NaN is
     written as null, so any null sends the item down the slow path).  Nesting depth
-    is not checked on this path.
+    is not checked on this path.  Keys are checked inline when plainly short.
     """
     if type(item) is not dict:
-        return _slow_encode(item)
-    pk, sk = _limits.check_key(item.get("pk"), item.get("sk"))
+        return _slow_encode(item, compact)
+    pk = item.get("pk")
+    sk = item.get("sk")
+    if (
+        type(pk) is not str
+        or type(sk) is not str
+        or not pk
+        or not sk
+        or len(pk) > _FAST_KEY
+        or len(sk) > _FAST_KEY
+    ):
+        pk, sk = _limits.check_key(pk, sk)
     if TTL_ATTR in item:
         _limits.check_ttl(item[TTL_ATTR])
-    raw = encode(item)
+    raw = encode(item, compact=compact)
     if len(raw) > _FAST_BYTES or b"null" in raw or b'"\\u0000' in raw or b'"":' in raw:
         _limits.check_item(item)
     return pk, sk, raw
 
 
-def _slow_encode(item: Any) -> tuple[str, str, bytes]:
+def _slow_encode(item: Any, compact: bool) -> tuple[str, str, bytes]:
     pk, sk = _limits.check_item(item)
-    return pk, sk, encode(item)
+    return pk, sk, encode(item, compact=compact)
 
 
 def _untag(value: Any) -> Any:

@@ -16,10 +16,10 @@ import io
 import math
 import operator
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import IO, Any
+from typing import IO, Any, overload
 
 from lunamail.domain import audience as dom
 from lunamail.lib import emails
@@ -31,7 +31,7 @@ from .errors import InvalidInput
 SAMPLE_BYTES = 64 * 1024
 MAX_FIELD = 64 * 1024  # characters in one field
 MAX_LINE = 1024 * 1024  # bytes in one physical line; longer lines are skipped unread
-SUB_BATCH = 4000  # rows per get_many / put_many round trip
+SUB_BATCH = 50_000  # rows per get_many / put_many round trip
 REPORT_VALUE_CHARS = 200
 DETECT_ROWS = 50
 
@@ -367,6 +367,7 @@ def run_chunk(
     si: int | None = lay["status"]
     field_cols: list[tuple[int, str, str]] = [(x[0], x[1], x[2]) for x in lay["fields"]]
     typed = any(t != "text" for _, _, t in field_cols)
+    text_cols = [(idx, fname) for idx, fname, _ in field_cols]
     email_col = names[ei]
     check = emails.check
     is_role = emails.is_role
@@ -377,7 +378,9 @@ def run_chunk(
     rejects: list[tuple[int, str, str, str]] = []
     seen: set[str] = set()
     batch: list[_Row] = []
+    append = batch.append
     writer = _Writer(store, account, list_id, import_id, mode, now, counts, deltas)
+    n_rows = n_dups = n_roles = 0  # hot counters as locals, folded into ``counts`` at the end
 
     def reject(at: int, column: str, value: str, reason: str) -> None:
         if len(value) > REPORT_VALUE_CHARS:
@@ -399,32 +402,32 @@ def run_chunk(
                 eof = True
                 break
             except csv.Error as e:
-                counts["rows"] += 1
+                n_rows += 1
                 reject(at, "", "", _csv_error_reason(e))
                 continue
             if lines.flag:
-                counts["rows"] += 1
+                n_rows += 1
                 reject(at, "", "", lines.flag)
                 continue
             n = len(row)
             if n != ncols:
                 if n == 0 or (n == 1 and not row[0].strip()):
                     continue  # blank line
-                counts["rows"] += 1
+                n_rows += 1
                 reject(at, "", "", f"row has {n} fields, the header has {ncols}")
                 continue
-            counts["rows"] += 1
+            n_rows += 1
             raw = row[ei]
             email, why = check(raw)
             if email is None:
                 reject(at, email_col, raw, f"invalid email address: {why}")
                 continue
             if email in seen:
-                counts["duplicates"] += 1
-                counts["skipped"] += 1
+                n_dups += 1
                 continue
-            fields: dict[str, Any] = {}
+            fields: dict[str, Any]
             if typed:
+                fields = {}
                 bad = False
                 for idx, fname, ftype in field_cols:
                     v = row[idx]
@@ -439,10 +442,7 @@ def run_chunk(
                 if bad:
                     continue
             else:
-                for idx, fname, _ in field_cols:
-                    v = row[idx]
-                    if v:
-                        fields[fname] = v
+                fields = {fname: row[idx] for idx, fname in text_cols if row[idx]}
             status: str | None = None
             if si is not None:
                 s = row[si].strip().lower()
@@ -460,15 +460,20 @@ def run_chunk(
             seen.add(email)
             role = is_role(email)
             if role:
-                counts["role"] += 1
-            batch.append((at, email, name, fields, status, role))
+                n_roles += 1
+            append((at, email, name, fields, status, role))
             if len(batch) >= SUB_BATCH:
                 writer.flush(batch)
                 batch = []
+                append = batch.append
         if not eof and lines.pos >= job["bytes_total"]:
             eof = True
         if batch:
             writer.flush(batch)
+    counts["rows"] += n_rows
+    counts["duplicates"] += n_dups
+    counts["skipped"] += n_dups
+    counts["role"] += n_roles
     counts["rejected"] = len(rejects)
     return ChunkResult(lines.pos, lines.line + 1, eof, counts, deltas, rejects)
 
@@ -478,14 +483,54 @@ _Row = tuple[int, str, str, dict[str, Any], str | None, bool]
 _by_email = operator.itemgetter(1)
 
 
+class _NewItems(Sequence[Item]):
+    """The new-subscriber items of a sub-batch, built as the store reads them: the store
+    encodes each one and drops it, so a 50,000-row transaction never holds 50,000 dicts."""
+
+    __slots__ = ("_rows", "_writer")
+
+    def __init__(self, rows: list[_Row], writer: _Writer) -> None:
+        self._rows = rows
+        self._writer = writer
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> Item: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Item]: ...
+    def __getitem__(self, index: int | slice) -> Item | Sequence[Item]:
+        if isinstance(index, slice):
+            return _NewItems(self._rows[index], self._writer)
+        return self._writer._new_item(self._rows[index])
+
+    def __iter__(self) -> Iterator[Item]:
+        """Same items as ``_Writer._new_item``, with the constant parts bound once."""
+        w = self._writer
+        pk, list_id, source, now, imp = w.pk, w.list_id, w.source, w.now, w.import_id
+        for _at, email, name, fields, status, role in self._rows:
+            item: Item = {
+                "pk": pk, "sk": "S#" + email, "email": email, "list": list_id,
+                "name": name, "fields": fields, "status": status or "subscribed",
+                "source": source, "created_at": now, "updated_at": now, "imp": imp,
+            }  # fmt: skip
+            if role:
+                item["role"] = True
+            yield item
+
+
 class _Writer:
     """Applies one import mode to a sub-batch with one read and one or two writes.
 
     Into a list that does not have the rows yet (the common case: a new list) the
     writer is optimistic: it inserts every row with one conditional ``put_many`` and
-    reads nothing.  The first sub-batch that meets existing subscribers switches it to
-    reading first, so re-imports do not pay for failed inserts twice.
+    reads nothing but a few sample keys.  A sample that finds existing subscribers, or
+    a sub-batch whose insert meets one, switches it to reading first, so re-imports do
+    not pay for failed inserts twice.
     """
+
+    PROBES = 16  # sample keys read before an optimistic insert
 
     def __init__(
         self,
@@ -529,6 +574,12 @@ class _Writer:
             item["role"] = True
         return item
 
+    def _seems_new(self, rows: list[_Row]) -> bool:
+        """True when none of a few evenly spread rows is on the list already."""
+        step = max(1, len(rows) // self.PROBES)
+        probe = [(self.pk, "S#" + rows[i][1]) for i in range(0, len(rows), step)]
+        return not any(self.store.get_many(probe))
+
     def flush(self, batch: list[_Row]) -> None:
         batch.sort(key=_by_email)  # neighbouring keys: fewer B-tree pages touched per write
         sups = self._suppressed(batch)
@@ -538,18 +589,17 @@ class _Writer:
             return
         if self.optimistic:
             rows = batch if sups is None else [b for b, s in zip(batch, sups, strict=True) if s is None]
+            if rows and not self._seems_new(rows):
+                self.optimistic = False
+        if self.optimistic:
             self.counts["suppressed"] += len(batch) - len(rows)
             self.counts["skipped"] += len(batch) - len(rows)
-            items = [self._new_item(b) for b in rows]
-            written = self.store.put_many(items, condition=IF_ABSENT)
-            rest: list[_Row] = []
-            for row, item, ok in zip(rows, items, written, strict=True):
-                if ok:
-                    self._count_new(item)
-                else:
-                    rest.append(row)
-            if not rest:
+            written = self.store.put_many(_NewItems(rows, self), condition=IF_ABSENT)
+            if all(written):
+                self._count_new(rows)
                 return
+            self._count_new([row for row, ok in zip(rows, written, strict=True) if ok])
+            rest = [row for row, ok in zip(rows, written, strict=True) if not ok]
             self.optimistic = False
             olds = self.store.get_many([(self.pk, "S#" + b[1]) for b in rest])
             self._apply(rest, olds, None)
@@ -557,14 +607,19 @@ class _Writer:
         olds = self.store.get_many([(self.pk, "S#" + b[1]) for b in batch])
         self._apply(batch, olds, sups)
 
-    def _count_new(self, item: Item) -> None:
-        self.counts["imported"] += 1
-        self.deltas[item["status"]] = self.deltas.get(item["status"], 0) + 1
+    def _count_new(self, rows: Iterable[_Row]) -> None:
+        deltas = self.deltas
+        n = 0
+        for row in rows:
+            status = row[4] or "subscribed"
+            deltas[status] = deltas.get(status, 0) + 1
+            n += 1
+        self.counts["imported"] += n
 
     def _apply(self, batch: list[_Row], olds: list[Item | None], sups: list[Item | None] | None) -> None:
         counts, mode, imp, now = self.counts, self.mode, self.import_id, self.now
         opted_out = dom.OPTED_OUT
-        new: list[Item] = []
+        new: list[_Row] = []
         changed: list[tuple[Item, str]] = []
         for i, row in enumerate(batch):
             old = olds[i]
@@ -574,7 +629,7 @@ class _Writer:
                     counts["suppressed"] += 1
                     counts["skipped"] += 1
                 else:
-                    new.append(self._new_item(row))
+                    new.append(row)
                 continue
             if old.get("imp") == imp:  # an earlier chunk of this file had it: keep the first
                 counts["duplicates"] += 1
@@ -599,12 +654,9 @@ class _Writer:
             upd = {**old, "status": new_status, "fields": new_fields, "name": new_name, "updated_at": now, "imp": imp}
             changed.append((upd, old_status))
         if new:
-            written = self.store.put_many(new, condition=IF_ABSENT)
-            for item, ok in zip(new, written, strict=True):
-                if ok:
-                    self._count_new(item)
-                else:  # someone else added it meanwhile: theirs stands
-                    counts["skipped"] += 1
+            written = self.store.put_many(_NewItems(new, self), condition=IF_ABSENT)
+            self._count_new([row for row, ok in zip(new, written, strict=True) if ok])
+            counts["skipped"] += written.count(False)  # someone else added it meanwhile: theirs stands
         if changed:
             self.store.put_many([c[0] for c in changed])
             for upd, old_status in changed:
