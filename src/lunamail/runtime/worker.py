@@ -2,9 +2,18 @@
 
 One poller task claims up to ``concurrency`` messages at a time from every
 routed queue and starts one task per message; each task runs the (sync)
-handler in a thread, publishes what it returns, then acks.  The poller backs
-off from ``poll_min`` to ``poll_max`` while idle (CPU ~0) and is woken at once
-when a handler of this process publishes (low latency for chains).  Several
+handler in a thread, publishes what it returns, then acks.
+
+A handler with a batch form (:func:`lunamail.ports.handlers.batch_handler`) gets
+its queue's messages in batches instead, on a lane of its own: one claim of up
+to ``max_size`` messages, one call, one publish, one ack transaction (the queue's
+optional ``ack_many``).  Batches grow with the backlog: a queue has at most
+``batch_parallel`` batches in flight, and what arrives meanwhile waits for the
+next claim.  A batch that raises is retried message by message at once, so a
+poison message fails (and dead-letters) alone, with its own attempts.
+
+The poller backs off from ``poll_min`` to ``poll_max`` while idle (CPU ~0) and
+is woken at once when a handler of this process publishes (low latency for chains).  Several
 processes may consume the same queue file at once: the queue's atomic claim
 keeps them apart.
 """
@@ -25,6 +34,7 @@ from functools import partial
 
 from lunamail.domain.messages import from_json
 from lunamail.ports.deps import Deps
+from lunamail.ports.handlers import BatchSpec, batch_of
 from lunamail.ports.queue import Queue, QueueError, Received
 from lunamail.runtime.bus import Bus
 from lunamail.runtime.routing import Router
@@ -77,6 +87,9 @@ class Runtime:
         poll_min: float = 0.01,
         poll_max: float = 0.2,
         queues: Sequence[str] | None = None,
+        batches: bool = True,
+        batch_parallel: int = 1,
+        batch_threads: int = 1,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -91,10 +104,23 @@ class Runtime:
         self.poll_min = poll_min
         self.poll_max = max(poll_max, poll_min)
         self.queues = list(queues) if queues is not None else router.queues()
+        # Queues whose handler has a batch form get claims of their own (``batch_parallel``
+        # batches of one queue at most in flight); the rest share per-message claims.
+        self.batch_parallel = max(1, batch_parallel)
+        self.batch_threads = max(1, batch_threads)
+        self._batch_specs: dict[str, BatchSpec] = {}
+        if batches:
+            for q in self.queues:
+                spec = batch_of(router.handler_for_queue(q))
+                if spec is not None:
+                    self._batch_specs[q] = spec
+        self._plain_queues = [q for q in self.queues if q not in self._batch_specs]
+        self._batches_in_flight: dict[str, int] = dict.fromkeys(self._batch_specs, 0)
         self.stats = RuntimeStats()
         self._lock = threading.Lock()
         self._idle = False
         self._handler_pool: ThreadPoolExecutor | None = None
+        self._batch_pool: ThreadPoolExecutor | None = None
         self._queue_pool: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------ public API
@@ -151,6 +177,10 @@ class Runtime:
         # (the loop's default pool has only cpu+4 threads).
         self._handler_pool = ThreadPoolExecutor(self.concurrency, "lunamail-handler")
         self._queue_pool = ThreadPoolExecutor(2, "lunamail-queue")
+        # Batch handlers get a lane of their own (one thread by default): they write many
+        # items per call, and two of them at once in one process mostly wait for each
+        # other's store transactions (and for the GIL) instead of adding throughput.
+        self._batch_pool = ThreadPoolExecutor(self.batch_threads, "lunamail-batch")
         remove_listener = self.bus.on_publish(notify)
         stopping = asyncio.ensure_future(stop.wait())
         in_flight: set[asyncio.Task[None]] = set()
@@ -162,32 +192,33 @@ class Runtime:
                     await asyncio.wait({*in_flight, stopping}, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 wake.clear()
-                try:
-                    batch = await loop.run_in_executor(
-                        self._queue_pool,
-                        partial(
-                            self.queue.receive,
-                            self.queues,
-                            max_messages=free,
-                            visibility_timeout=self.visibility_timeout,
-                        ),
-                    )
-                except Exception:
-                    log.exception("receive failed; retrying in %.1fs", self.poll_max)
-                    batch = []
-                if batch:
+                busy = {q for q, n in self._batches_in_flight.items() if n >= self.batch_parallel}
+                claimed: list[tuple[str | None, list[Received]]] = []
+                if self._plain_queues or len(busy) < len(self._batch_specs):
+                    try:
+                        claimed = await loop.run_in_executor(
+                            self._queue_pool, partial(self._claim, free, busy)
+                        )
+                    except Exception:
+                        log.exception("receive failed; retrying in %.1fs", self.poll_max)
+                if claimed:
                     self._idle = False
                     delay = self.poll_min
-                    for rec in batch:
-                        task = asyncio.create_task(self._handle(rec))
-                        in_flight.add(task)
-                        task.add_done_callback(in_flight.discard)
+                    for queue, recs in claimed:
+                        if queue is None:
+                            tasks = [self._handle(rec) for rec in recs]
+                        else:
+                            tasks = [self._handle_batch(queue, self._batch_specs[queue], recs)]
+                        for coro in tasks:
+                            task = asyncio.create_task(coro)
+                            in_flight.add(task)
+                            task.add_done_callback(in_flight.discard)
                     continue
                 self._idle = not in_flight
                 woken = asyncio.ensure_future(wake.wait())
-                await asyncio.wait(
-                    {woken, stopping}, timeout=delay, return_when=asyncio.FIRST_COMPLETED
-                )
+                # A batch queue at its limit is polled again as soon as a batch finishes.
+                waits = {woken, stopping, *(in_flight if busy else ())}
+                await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
                 woken.cancel()
                 delay = min(delay * 2, self.poll_max)
         finally:
@@ -196,7 +227,7 @@ class Runtime:
             if in_flight:
                 log.info("finishing %d in-flight handler(s)", len(in_flight))
                 await asyncio.gather(*in_flight, return_exceptions=True)
-            for pool in (self._handler_pool, self._queue_pool):
+            for pool in (self._handler_pool, self._queue_pool, self._batch_pool):
                 pool.shutdown(wait=False)  # idle by now; a cancelled heartbeat may still finish
 
     # ------------------------------------------------------------ internals
@@ -254,6 +285,85 @@ class Runtime:
             await runner
         return met
 
+    def _claim(
+        self, free: int, busy: set[str]
+    ) -> list[tuple[str | None, list[Received]]]:
+        """One poll round (in a queue thread): a batch from each batch queue with room, then
+        up to the remaining slots of per-message work.  ``(None, recs)`` is per-message."""
+        out: list[tuple[str | None, list[Received]]] = []
+        for queue, spec in self._batch_specs.items():
+            if free <= 0:
+                break
+            if queue in busy:
+                continue
+            recs = self.queue.receive(
+                [queue], max_messages=spec.max_size, visibility_timeout=self.visibility_timeout
+            )
+            if recs:
+                out.append((queue, recs))
+                free -= 1
+        if free > 0 and self._plain_queues:
+            recs = self.queue.receive(
+                self._plain_queues, max_messages=free, visibility_timeout=self.visibility_timeout
+            )
+            if recs:
+                out.append((None, recs))
+        return out
+
+    async def _handle_batch(self, queue: str, spec: BatchSpec, recs: list[Received]) -> None:
+        finished = threading.Event()
+        beat = asyncio.create_task(self._heartbeat_batch(recs, finished))
+        self._batches_in_flight[queue] += 1
+        with self._lock:
+            self.stats.in_flight += len(recs)
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self._batch_pool, self._process_batch, spec, recs, finished
+            )
+        except Exception:
+            log.exception("queue error while settling a batch of %d on %s", len(recs), queue)
+        finally:
+            finished.set()
+            beat.cancel()
+            self._batches_in_flight[queue] -= 1
+            with self._lock:
+                self.stats.in_flight -= len(recs)
+
+    def _process_batch(self, spec: BatchSpec, recs: list[Received], finished: threading.Event) -> None:
+        """Decode, handle the batch, publish, ack all in one go (in a worker thread).  When
+        the batch raises, each message is retried on its own right away (handlers are safe
+        to run twice), so only the messages that fail alone are failed, with their own
+        attempts and dead-lettering."""
+        try:
+            messages = [from_json(rec.body) for rec in recs]
+            emitted = spec.handle(messages, self.deps)
+            if emitted:
+                self.bus.publish(emitted)
+        except Exception as exc:
+            if len(recs) == 1:
+                finished.set()
+                self._settle_failure(recs[0], exc)
+                return
+            log.warning(
+                "batch of %d on %s failed (%s); retrying its messages one by one",
+                len(recs), recs[0].queue, describe_error(exc).splitlines()[0],
+            )
+            for rec in recs:
+                try:
+                    self._process(rec, threading.Event())
+                except Exception:
+                    log.exception("queue error while settling message %s on %s", rec.id, rec.queue)
+            return
+        finished.set()
+        ack_many = getattr(self.queue, "ack_many", None)
+        if callable(ack_many):
+            ack_many(recs)
+        else:
+            for rec in recs:
+                self.queue.ack(rec)
+        with self._lock:
+            self.stats.processed += len(recs)
+
     async def _handle(self, rec: Received) -> None:
         finished = threading.Event()
         beat = asyncio.create_task(self._heartbeat(rec, finished))
@@ -289,6 +399,45 @@ class Runtime:
             except Exception:
                 log.exception("heartbeat for %s failed", rec.id)
 
+    async def _heartbeat_batch(self, recs: list[Received], finished: threading.Event) -> None:
+        """:meth:`_heartbeat` for a whole batch: one task, the receipts extended in turn."""
+        every = max(self.visibility_timeout / 3.0, 0.05)
+        live = list(recs)
+        loop = asyncio.get_running_loop()
+        while live:
+            await asyncio.sleep(every)
+            kept = []
+            for rec in live:
+                try:
+                    await loop.run_in_executor(
+                        self._queue_pool, self.queue.extend, rec, self.visibility_timeout
+                    )
+                    kept.append(rec)
+                except QueueError:
+                    if not finished.is_set():
+                        log.warning("lost message %s on %s: its receipt expired", rec.id, rec.queue)
+                except Exception:
+                    log.exception("heartbeat for %s failed", rec.id)
+                    kept.append(rec)
+            live = kept
+
+    def _settle_failure(self, rec: Received, exc: BaseException) -> None:
+        """Retry later or dead-letter ``rec`` after its handler raised ``exc``."""
+        error = describe_error(exc)
+        dead = self.queue.fail(rec, error)
+        with self._lock:
+            self.stats.failed += 1
+            self.stats.dead_lettered += int(dead)
+        log.log(
+            logging.ERROR if dead else logging.WARNING,
+            "%s on %s (attempt %d)%s: %s",
+            rec.id,
+            rec.queue,
+            rec.attempts,
+            " dead-lettered" if dead else "",
+            error.splitlines()[0],
+        )
+
     def _process(self, rec: Received, finished: threading.Event) -> None:
         """Decode, handle, publish, ack (runs in a worker thread)."""
         try:
@@ -298,21 +447,8 @@ class Runtime:
             if emitted:
                 self.bus.publish(emitted)
         except Exception as exc:
-            error = describe_error(exc)
             finished.set()
-            dead = self.queue.fail(rec, error)
-            with self._lock:
-                self.stats.failed += 1
-                self.stats.dead_lettered += int(dead)
-            log.log(
-                logging.ERROR if dead else logging.WARNING,
-                "%s on %s (attempt %d)%s: %s",
-                rec.id,
-                rec.queue,
-                rec.attempts,
-                " dead-lettered" if dead else "",
-                error.splitlines()[0],
-            )
+            self._settle_failure(rec, exc)
             return
         finished.set()
         self.queue.ack(rec)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,8 +33,10 @@ from lunamail.domain.messages import Message
 from lunamail.domain.tracking import Clicked, Opened, Unsubscribed
 from lunamail.lib import emails
 from lunamail.ports.deps import Deps
+from lunamail.ports.handlers import batch_handler
 from lunamail.ports.itemstore import (
     IF_ABSENT,
+    MAX_TRANSACTION,
     ConditionFailed,
     Item,
     Put,
@@ -48,6 +50,7 @@ from . import keys as k
 from .keys import report_pk
 
 __all__ = [
+    "BATCH_SIZE",
     "MARKER_TTL",
     "on_batch_sent",
     "on_bounced",
@@ -67,6 +70,7 @@ __all__ = [
 ]
 
 MARKER_TTL = 45 * 86400  # dedupe markers outlive any redelivery by far
+BATCH_SIZE = 200  # messages per call of a batch handler (at most ~3 transactions of 100 ops)
 _CONDITION = "ConditionalCheckFailed"
 
 
@@ -281,69 +285,249 @@ def _remember_link(deps: Deps, account: str, campaign: str, link: int, url: str)
     _known_links.add(key)
 
 
-def on_opened(msg: Opened, deps: Deps) -> list[Message]:
-    """Human opens: total and unique; machine opens (privacy proxies, scanners) apart."""
+@dataclass(frozen=True)
+class _Plan:
+    """What one per-recipient event counts: ``add``/``ts`` once per ``event_id`` (None: only
+    per-marker counts), each ``_First`` once per marker."""
+
+    account: str
+    campaign: str
+    email: str
+    at: float
+    event_id: str | None
+    add: Mapping[str, int] = field(default_factory=dict)
+    ts: Mapping[str, int] = field(default_factory=dict)
+    firsts: tuple[_First, ...] = ()
+
+
+def _run(deps: Deps, plan: _Plan) -> bool:
+    return _project(deps, plan.account, plan.campaign, plan.email, plan.at,
+                    event_id=plan.event_id, add=plan.add, ts=plan.ts, firsts=plan.firsts)
+
+
+def _project_many(deps: Deps, plans: Sequence[_Plan]) -> int:
+    """Count a batch of events with the outcome of :func:`_project` once per event, in a few
+    transactions.  Returns how many events counted something.
+
+    1. One ``get_many`` reads every marker the batch would write (``SEEN#{event}`` and the
+       ``U#`` first-markers); events already seen, and firsts already marked (or claimed by
+       an earlier event of the same batch), are dropped.
+    2. What is left is sorted by shard and packed into transactions of at most
+       ``MAX_TRANSACTION`` operations: the markers of some events (``IF_ABSENT``) plus one
+       counter update per shard item and minute item they touch, with the summed deltas.
+
+    Why markers and counters share each transaction (rather than ``put_many`` of the markers
+    then the counters): a crash between the two steps would leave markers whose counts are
+    lost, and a redelivery cannot tell them from counted ones.  With both in one
+    transaction, a transaction that committed is skipped by the redelivery's marker read,
+    one that did not left nothing behind: each event counts once however the batch is
+    retried or regrouped.  A marker written by someone else between the read and the write
+    (a concurrent redelivery) cancels that transaction only; its events then go through
+    :func:`_project` one by one, which settles each exactly."""
+    seen_keys: dict[tuple[str, str], None] = {}
+    for plan in plans:
+        pk = report_pk(plan.account, plan.campaign)
+        if plan.event_id is not None:
+            seen_keys[(pk, f"{k.SEEN}{plan.event_id}")] = None
+        for f in plan.firsts:
+            seen_keys[(pk, f.sk)] = None
+    keys = list(seen_keys)
+    taken = {key for key, item in zip(keys, deps.store.get_many(keys), strict=True) if item is not None}
+    todo: list[tuple[int, str, _Plan, list[_First]]] = []
+    for plan in plans:
+        pk = report_pk(plan.account, plan.campaign)
+        if plan.event_id is not None:
+            key = (pk, f"{k.SEEN}{plan.event_id}")
+            if key in taken:
+                continue  # counted before (or earlier in this batch)
+            taken.add(key)
+        firsts = [f for f in plan.firsts if (pk, f.sk) not in taken]
+        taken.update((pk, f.sk) for f in firsts)
+        if plan.event_id is None and not firsts:
+            continue
+        todo.append((k.shard_of(plan.email), pk, plan, firsts))
+    todo.sort(key=lambda t: (t[1], t[0]))
+    counted = 0
+    chunk: list[tuple[int, str, _Plan, list[_First]]] = []
+    updates: set[tuple[str, str]] = set()
+    markers = 0
+    for entry in todo:
+        shard, pk, plan, firsts = entry
+        minute = k.minute_of(plan.at)
+        new = {(pk, k.shard_sk(shard))}
+        if (plan.event_id is not None and plan.ts) or any(f.ts for f in firsts):
+            new.add((pk, k.ts_sk(minute, shard % k.TS_SHARDS)))
+        need = int(plan.event_id is not None) + len(firsts)
+        if chunk and markers + need + len(updates | new) > MAX_TRANSACTION:
+            counted += _commit_chunk(deps, chunk)
+            chunk, updates, markers = [], set(), 0
+        chunk.append(entry)
+        updates |= new
+        markers += need
+    if chunk:
+        counted += _commit_chunk(deps, chunk)
+    return counted
+
+
+def _commit_chunk(deps: Deps, chunk: Sequence[tuple[int, str, _Plan, list[_First]]]) -> int:
+    """One transaction: the chunk's markers (``IF_ABSENT``) and its summed counter updates."""
+    ttl = int(deps.clock.now() + MARKER_TTL)
+    ops: list[WriteOp] = []
+    shard_add: dict[tuple[str, str], dict[str, int]] = {}
+    ts_add: dict[tuple[str, str], tuple[int, dict[str, int]]] = {}
+    for shard, pk, plan, firsts in chunk:
+        counts = shard_add.setdefault((pk, k.shard_sk(shard)), {})
+        minute = k.minute_of(plan.at)
+        per_minute: dict[str, int] = {}
+        if plan.event_id is not None:
+            ops.append(Put({"pk": pk, "sk": f"{k.SEEN}{plan.event_id}", "ttl": ttl}, IF_ABSENT))
+            _sum_into(counts, plan.add.items())
+            _sum_into(per_minute, plan.ts.items())
+        for f in firsts:
+            ops.append(Put({"pk": pk, "sk": f.sk, "email": plan.email, "at": plan.at, **f.attrs},
+                           IF_ABSENT))
+            _sum_into(counts, f.add.items())
+            _sum_into(per_minute, f.ts.items())
+        if per_minute:
+            _, acc = ts_add.setdefault((pk, k.ts_sk(minute, shard % k.TS_SHARDS)), (minute, {}))
+            _sum_into(acc, per_minute.items())
+    for (pk, sk), counts in shard_add.items():
+        ops.append(Update(pk, sk, add={**counts, "v": 1}))
+    for (pk, sk), (minute, acc) in ts_add.items():
+        ops.append(Update(pk, sk, add=acc, set={"minute": minute}))
+    try:
+        deps.store.transact(ops)
+        return len(chunk)
+    except TransactionCancelled as e:
+        _only_conditions(e)
+    return sum(_run(deps, plan) for _shard, _pk, plan, _firsts in chunk)
+
+
+def _sum_into(into: dict[str, int], items: Iterable[tuple[str, int]]) -> None:
+    for name, n in items:
+        into[name] = into.get(name, 0) + n
+
+
+def _plan_opened(msg: Opened) -> _Plan:
     email = _addr(msg.email)
     eid = _event_id("open", msg.id, msg.campaign, email, msg.at, msg.machine)
     if msg.machine:
-        _project(deps, msg.account, msg.campaign, email, msg.at, event_id=eid,
-                 add={"opened_machine": 1},
-                 firsts=[_First(k.marker_sk(k.OPEN_MACHINE, email), {"opened_machine_unique": 1})])
-    else:
-        _project(deps, msg.account, msg.campaign, email, msg.at, event_id=eid,
-                 add={"opened_total": 1}, ts={"opens": 1},
-                 firsts=[_First(k.marker_sk(k.OPEN, email), {"opened_unique": 1})])
-    return []
+        return _Plan(msg.account, msg.campaign, email, msg.at, eid, {"opened_machine": 1},
+                     firsts=(_First(k.marker_sk(k.OPEN_MACHINE, email), {"opened_machine_unique": 1}),))
+    return _Plan(msg.account, msg.campaign, email, msg.at, eid, {"opened_total": 1}, {"opens": 1},
+                 (_First(k.marker_sk(k.OPEN, email), {"opened_unique": 1}),))
 
 
-def on_clicked(msg: Clicked, deps: Deps) -> list[Message]:
-    """Clicks like opens, plus per-link total/unique (human) and machine counts."""
+def _plan_clicked(msg: Clicked, deps: Deps) -> _Plan:
     email = _addr(msg.email)
     eid = _event_id("click", msg.id, msg.campaign, email, msg.link, msg.at, msg.machine)
     total_attr, unique_attr = k.link_attrs(msg.link)
     _remember_link(deps, msg.account, msg.campaign, msg.link, msg.url)
     if msg.machine:
-        _project(deps, msg.account, msg.campaign, email, msg.at, event_id=eid,
-                 add={"clicked_machine": 1, f"link_{msg.link}_machine": 1},
-                 firsts=[_First(k.marker_sk(k.CLICK_MACHINE, email), {"clicked_machine_unique": 1})])
-    else:
-        _project(deps, msg.account, msg.campaign, email, msg.at, event_id=eid,
-                 add={"clicked_total": 1, total_attr: 1}, ts={"clicks": 1},
-                 firsts=[_First(k.marker_sk(k.CLICK, email), {"clicked_unique": 1}),
-                         _First(k.link_marker_sk(msg.link, email), {unique_attr: 1})])
-    return []
+        return _Plan(msg.account, msg.campaign, email, msg.at, eid,
+                     {"clicked_machine": 1, f"link_{msg.link}_machine": 1},
+                     firsts=(_First(k.marker_sk(k.CLICK_MACHINE, email), {"clicked_machine_unique": 1}),))
+    return _Plan(msg.account, msg.campaign, email, msg.at, eid,
+                 {"clicked_total": 1, total_attr: 1}, {"clicks": 1},
+                 (_First(k.marker_sk(k.CLICK, email), {"clicked_unique": 1}),
+                  _First(k.link_marker_sk(msg.link, email), {unique_attr: 1})))
 
 
-def on_feedback_delivered(msg: Delivered, deps: Deps) -> list[Message]:
-    """A provider's delivery notification: once per recipient."""
+def _plan_feedback_delivered(msg: Delivered) -> _Plan:
     email = _addr(msg.email)
-    _project(deps, msg.account, msg.campaign, email, msg.at, event_id=None,
-             firsts=[_First(k.marker_sk(k.DELIVERED, email), {"delivered": 1}, {"delivered": 1})])
-    return []
+    return _Plan(msg.account, msg.campaign, email, msg.at, None,
+                 firsts=(_First(k.marker_sk(k.DELIVERED, email), {"delivered": 1}, {"delivered": 1}),))
 
 
-def on_bounced(msg: Bounced, deps: Deps) -> list[Message]:
-    """Once per recipient and bounce type (a soft bounce may later turn hard)."""
+def _plan_bounced(msg: Bounced) -> _Plan:
     email = _addr(msg.email)
     hard = msg.bounce_type == "hard"
     kind, counter = (k.BOUNCE_HARD, "bounced_hard") if hard else (k.BOUNCE_SOFT, "bounced_soft")
     attrs = {"type": msg.bounce_type, "status": msg.status or ""}
-    _project(deps, msg.account, msg.campaign, email, msg.at, event_id=None,
-             firsts=[_First(k.marker_sk(kind, email), {counter: 1}, {"bounces": 1}, attrs)])
+    return _Plan(msg.account, msg.campaign, email, msg.at, None,
+                 firsts=(_First(k.marker_sk(kind, email), {counter: 1}, {"bounces": 1}, attrs),))
+
+
+def _plan_complained(msg: Complained) -> _Plan:
+    email = _addr(msg.email)
+    return _Plan(msg.account, msg.campaign, email, msg.at, None,
+                 firsts=(_First(k.marker_sk(k.COMPLAINT, email), {"complained": 1}, {"complaints": 1},
+                                {"feedback_type": msg.feedback_type}),))
+
+
+def _plan_unsubscribed(msg: Unsubscribed) -> _Plan:
+    email = _addr(msg.email)
+    return _Plan(msg.account, msg.campaign, email, msg.at, None,
+                 firsts=(_First(k.marker_sk(k.UNSUB, email), {"unsubscribed": 1}, {"unsubscribes": 1},
+                                {"scope": msg.scope, "method": msg.method}),))
+
+
+def on_opened_batch(msgs: Sequence[Opened], deps: Deps) -> list[Message]:
+    """:func:`on_opened` for many events in a few transactions (see :func:`_project_many`)."""
+    _project_many(deps, [_plan_opened(m) for m in msgs])
     return []
 
 
+def on_clicked_batch(msgs: Sequence[Clicked], deps: Deps) -> list[Message]:
+    _project_many(deps, [_plan_clicked(m, deps) for m in msgs])
+    return []
+
+
+def on_feedback_delivered_batch(msgs: Sequence[Delivered], deps: Deps) -> list[Message]:
+    _project_many(deps, [_plan_feedback_delivered(m) for m in msgs])
+    return []
+
+
+def on_bounced_batch(msgs: Sequence[Bounced], deps: Deps) -> list[Message]:
+    _project_many(deps, [_plan_bounced(m) for m in msgs])
+    return []
+
+
+def on_complained_batch(msgs: Sequence[Complained], deps: Deps) -> list[Message]:
+    _project_many(deps, [_plan_complained(m) for m in msgs])
+    return []
+
+
+def on_unsubscribed_batch(msgs: Sequence[Unsubscribed], deps: Deps) -> list[Message]:
+    _project_many(deps, [_plan_unsubscribed(m) for m in msgs])
+    return []
+
+
+@batch_handler(on_opened_batch, max_size=BATCH_SIZE)
+def on_opened(msg: Opened, deps: Deps) -> list[Message]:
+    """Human opens: total and unique; machine opens (privacy proxies, scanners) apart."""
+    _run(deps, _plan_opened(msg))
+    return []
+
+
+@batch_handler(on_clicked_batch, max_size=BATCH_SIZE)
+def on_clicked(msg: Clicked, deps: Deps) -> list[Message]:
+    """Clicks like opens, plus per-link total/unique (human) and machine counts."""
+    _run(deps, _plan_clicked(msg, deps))
+    return []
+
+
+@batch_handler(on_feedback_delivered_batch, max_size=BATCH_SIZE)
+def on_feedback_delivered(msg: Delivered, deps: Deps) -> list[Message]:
+    """A provider's delivery notification: once per recipient."""
+    _run(deps, _plan_feedback_delivered(msg))
+    return []
+
+
+@batch_handler(on_bounced_batch, max_size=BATCH_SIZE)
+def on_bounced(msg: Bounced, deps: Deps) -> list[Message]:
+    """Once per recipient and bounce type (a soft bounce may later turn hard)."""
+    _run(deps, _plan_bounced(msg))
+    return []
+
+
+@batch_handler(on_complained_batch, max_size=BATCH_SIZE)
 def on_complained(msg: Complained, deps: Deps) -> list[Message]:
-    email = _addr(msg.email)
-    _project(deps, msg.account, msg.campaign, email, msg.at, event_id=None,
-             firsts=[_First(k.marker_sk(k.COMPLAINT, email), {"complained": 1}, {"complaints": 1},
-                            {"feedback_type": msg.feedback_type})])
+    _run(deps, _plan_complained(msg))
     return []
 
 
+@batch_handler(on_unsubscribed_batch, max_size=BATCH_SIZE)
 def on_unsubscribed(msg: Unsubscribed, deps: Deps) -> list[Message]:
-    email = _addr(msg.email)
-    _project(deps, msg.account, msg.campaign, email, msg.at, event_id=None,
-             firsts=[_First(k.marker_sk(k.UNSUB, email), {"unsubscribed": 1}, {"unsubscribes": 1},
-                            {"scope": msg.scope, "method": msg.method})])
+    _run(deps, _plan_unsubscribed(msg))
     return []

@@ -14,9 +14,10 @@ is the machine-click window of :func:`lunamail.lib.bots.classify` (default 10).
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import threading
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -37,6 +38,26 @@ from lunamail.services.tracking.keys import CONTENT_SK, campaign_pk
 log = logging.getLogger("lunamail.tracking")
 
 _DAY = 86400.0
+
+# Event ids: a random per-process prefix and a counter.  Unique like a uuid4 (a new prefix
+# per process start), at a fraction of its cost on the hot path (no syscall per event).
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count()
+
+
+def _new_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"
+
+
+def _reseed_ids() -> None:
+    """A forked child must not reuse its parent's prefix (same counter, same ids)."""
+    global _ID_PREFIX, _ID_COUNTER
+    _ID_PREFIX = os.urandom(8).hex()
+    _ID_COUNTER = itertools.count()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reseed_ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +110,7 @@ def record_open(deps: Deps, token: str, hit: Hit) -> Opened | None:
         seconds_since_send=now - found.sent_at, kind="open", headers=hit.headers,
     )
     return Opened(account=found.account, campaign=found.campaign, email=found.email,
-                  machine=machine, reason=reason, at=now, id=uuid.uuid4().hex)
+                  machine=machine, reason=reason, at=now, id=_new_id())
 
 
 def record_click(deps: Deps, token: str, hit: Hit) -> Clicked | None:
@@ -106,7 +127,7 @@ def record_click(deps: Deps, token: str, hit: Hit) -> Clicked | None:
     )
     return Clicked(account=found.account, campaign=found.campaign, email=found.email,
                    link=found.link, url=found.url, machine=machine, reason=reason, at=now,
-                   id=uuid.uuid4().hex)
+                   id=_new_id())
 
 
 # ---------------------------------------------------------------- unsubscribe
