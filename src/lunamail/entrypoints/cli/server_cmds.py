@@ -13,7 +13,7 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import typer
 import uvicorn
@@ -21,6 +21,7 @@ import uvicorn
 from lunamail.entrypoints.cli.common import err_console
 from lunamail.entrypoints.cli.context import get_app
 from lunamail.entrypoints.http.app import create_app
+from lunamail.entrypoints.http.routes_tracking import TrackingFront
 from lunamail.runtime.bootstrap import System
 
 log = logging.getLogger("lunamail.serve")
@@ -50,8 +51,11 @@ async def serve_all(
     """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    app = create_app(system)
+    # The tracking front also in front of FastAPI's own per-request layers (see TrackingFront).
     config = uvicorn.Config(
-        create_app(system), host=host, port=port, log_level=log_level, lifespan="off", access_log=False
+        TrackingFront(app, state=app.state), host=host, port=port, log_level=log_level,
+        lifespan="off", access_log=False,
     )
     server = _Server(config)
     signals: list[int] = []
@@ -91,6 +95,16 @@ async def serve_all(
             loop.remove_signal_handler(sig)
 
 
+def _fast_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed (it comes with uvicorn[standard]); the stdlib loop otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port."),
@@ -103,7 +117,8 @@ def serve(
         f"lunamail serve: http://{host}:{port} (docs at /docs), "
         f"{'workers on' if not no_workers else 'no workers'}, data in {system.settings.data_dir}"
     )
-    asyncio.run(serve_all(system, host=host, port=port, workers=not no_workers))
+    with asyncio.Runner(loop_factory=_fast_loop()) as runner:
+        runner.run(serve_all(system, host=host, port=port, workers=not no_workers))
     err_console.print("lunamail serve stopped")
 
 

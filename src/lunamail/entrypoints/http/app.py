@@ -93,6 +93,8 @@ def create_app(
     )
     app.state.lunamail = ApiContext(deps=deps, publish=publish, upload_signing_key=upload_signing_key)
     install_error_handlers(app)
+    # open pixels and click redirects are the hottest requests: answered before routing
+    app.add_middleware(routes_tracking.TrackingFront)
 
     @app.get("/health", tags=["health"], summary="Liveness (no authentication)")
     def health() -> dict[str, str]:
