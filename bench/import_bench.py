@@ -173,8 +173,13 @@ def main() -> None:
         print(json.dumps(fn(Path(csv_path), Path(target))))
         return
 
+    import inspect
+
+    from lunamail.adapters.itemstore.sqlite import SqliteItemStore
     from lunamail.config import Settings
     from lunamail.services.audience.csv_import import SUB_BATCH
+
+    cache_mb = inspect.signature(SqliteItemStore).parameters["cache_mb"].default
 
     load_start = os.getloadavg()
     results = []
@@ -209,7 +214,8 @@ def main() -> None:
         "",
         f"{time.strftime('%Y-%m-%d')}, Python {platform.python_version()}, {cpu_model()}, "
         f"{os.cpu_count()} CPUs, load average {load_start[0]:.1f} at the start and {load_end[0]:.1f} "
-        "at the end (other work shared the machine); one process, SQLite WAL store, file blobs, "
+        "at the end (other work shared the machine); one process, SQLite WAL store "
+        f"({cache_mb} MB page cache), file blobs, "
         f"default chunking ({Settings().import_chunk_rows:,} rows per handler run, "
         f"up to {SUB_BATCH:,} rows per store round trip). The file's addresses are in random order. "
         f"Each row is the best of {args.repeat} runs (least CPU time). Rows/s are per row of the "

@@ -76,7 +76,14 @@ def encode_item(item: Any, *, compact: bool = True) -> tuple[str, str, bytes]:
     if TTL_ATTR in item:
         _limits.check_ttl(item[TTL_ATTR])
     raw = encode(item, compact=compact)
-    if len(raw) > _FAST_BYTES or b"null" in raw or b'"\\u0000' in raw or b'"":' in raw:
+    # The NUL test looks for a backslash first: one memchr, where the full pattern is a
+    # slower substring search and escapes are rare.
+    if (
+        len(raw) > _FAST_BYTES
+        or b"null" in raw
+        or (b"\\" in raw and b'"\\u0000' in raw)
+        or b'"":' in raw
+    ):
         _limits.check_item(item)
     return pk, sk, raw
 
@@ -84,6 +91,53 @@ def encode_item(item: Any, *, compact: bool = True) -> tuple[str, str, bytes]:
 def _slow_encode(item: Any, compact: bool) -> tuple[str, str, bytes]:
     pk, sk = _limits.check_item(item)
     return pk, sk, encode(item, compact=compact)
+
+
+class BodyEncoder:
+    """Validates items like ``encode_item`` and encodes them without ``pk`` and ``sk``.
+
+    A store that keeps the key in columns of its own need not repeat it in every
+    value.  The key is cut off orjson's output, not left out of a copy of the item:
+    an item whose first attributes are ``pk`` then ``sk`` (every item built as a
+    literal) encodes as ``{"pk":P,"sk":S,...``, so the body is ``{`` plus what
+    follows.  The ``{"pk":P,"sk":`` head is kept per partition key.
+    """
+
+    __slots__ = ("_heads",)
+
+    def __init__(self) -> None:
+        self._heads: dict[str, bytes] = {}
+
+    def _head(self, pk: str) -> bytes:
+        head = self._heads.get(pk)
+        if head is None:
+            if len(self._heads) >= 4096:
+                self._heads.clear()
+            head = self._heads[pk] = b'{"pk":' + orjson.dumps(pk) + b',"sk":'
+        return head
+
+    def encode(self, item: Any) -> tuple[str, str, bytes, int | None]:
+        """(pk, sk, body, ttl) of a valid item; raises like ``encode_item``."""
+        pk, sk, raw = encode_item(item, compact=False)
+        head = self._head(pk) + orjson.dumps(sk)
+        n = len(head)
+        if raw.startswith(head):
+            # ``}`` after the key: the key was the whole item.
+            body = b"{" + memoryview(raw)[n + 1 :] if raw[n] == 44 else b"{}"  # 44: ","
+        else:
+            body = encode({k: v for k, v in item.items() if k != "pk" and k != "sk"})
+        ttl = item.get(TTL_ATTR)
+        if ttl is not None and type(ttl) is not int:
+            ttl = ttl_of(item)
+        return pk, sk, body, ttl
+
+
+def decode_body(pk: str, sk: str, raw: bytes) -> dict[str, Any]:
+    """Inverse of ``BodyEncoder.encode``; also reads a body that still holds its key."""
+    data: dict[str, Any] = orjson.loads(raw)
+    if _TAG_MARK in raw:
+        data = {k: _untag(v) for k, v in data.items()}
+    return {"pk": pk, "sk": sk, **data}
 
 
 def _untag(value: Any) -> Any:

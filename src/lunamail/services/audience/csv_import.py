@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import math
 import operator
 import re
@@ -31,6 +32,7 @@ from .errors import InvalidInput
 SAMPLE_BYTES = 64 * 1024
 MAX_FIELD = 64 * 1024  # characters in one field
 MAX_LINE = 1024 * 1024  # bytes in one physical line; longer lines are skipped unread
+_BLOCK = 256 * 1024  # bytes read and decoded at once (below MAX_LINE)
 SUB_BATCH = 50_000  # rows per get_many / put_many round trip
 REPORT_VALUE_CHARS = 200
 DETECT_ROWS = 50
@@ -55,43 +57,120 @@ def _slug(h: str) -> str:
 # ---------------------------------------------------------------- reading
 
 
-class _Lines:
-    """Decoded physical lines for ``csv.reader``, counting bytes and line numbers, so a
-    chunk can stop after any row and the next one can seek to the exact byte."""
+class _Source:
+    """Decoded physical lines for ``csv.reader``, read and decoded a block at a time.
 
-    __slots__ = ("encoding", "f", "flag", "line", "pos")
+    The reader pulls lines straight from a ``StringIO`` per block (no Python call
+    per line); ``reader.line_num`` numbers them.  Only a chunk's end needs a byte
+    offset, found in the current block's bytes by ``offset_after``.  A block that
+    does not decode, and a line over ``MAX_LINE`` bytes (skipped unread, seen as a
+    blank line), take the slow path, which records why in ``flags``: line number
+    (counted from the first line read) -> reason.  Lines end at ``\\n`` only, which
+    in UTF-8 and cp1252 is never part of another character.
+    """
 
-    def __init__(self, f: IO[bytes], encoding: str, pos: int, line: int) -> None:
+    __slots__ = ("_data", "_line", "_nbytes", "_nlines", "_pos", "encoding", "f", "flags")
+
+    def __init__(self, f: IO[bytes], encoding: str, pos: int) -> None:
         self.f = f
         self.encoding = encoding
-        self.pos = pos
-        self.line = line  # physical lines consumed so far (the last line read)
-        self.flag = ""  # why the current row cannot be used, if anything
+        self.flags: dict[int, str] = {}
+        self._pos = pos  # byte offset of the current block
+        self._line = 0  # lines before the current block
+        self._data: bytes | None = None  # the current block (None: a skipped long line)
+        self._nbytes = 0
+        self._nlines = 0
 
-    def __iter__(self) -> Iterator[str]:
-        return self
+    def lines(self) -> Iterator[str]:
+        return itertools.chain.from_iterable(self._blocks())
 
-    def __next__(self) -> str:
-        raw = self.f.readline(MAX_LINE)
-        if not raw:
-            raise StopIteration
-        self.pos += len(raw)
-        self.line += 1
-        if len(raw) == MAX_LINE and raw[-1] != 10:
-            while True:  # skip the rest of an oversized line without keeping it
-                more = self.f.readline(MAX_LINE)
-                self.pos += len(more)
-                if not more or more[-1] == 10:
-                    break
-            self.flag = f"row too large (a line over {MAX_LINE} bytes)"
-            return "\n"
-        try:
-            return raw.decode(self.encoding)
-        except UnicodeDecodeError as e:
-            if not self.flag:
-                enc = "UTF-8" if self.encoding == "utf-8" else self.encoding
-                self.flag = f"not valid {enc} text (byte 0x{raw[e.start]:02x} at byte {e.start + 1} of the line)"
-            return raw.decode(self.encoding, "replace")
+    def _enter(self, data: bytes | None, nbytes: int, nlines: int) -> None:
+        self._pos += self._nbytes
+        self._line += self._nlines
+        self._data, self._nbytes, self._nlines = data, nbytes, nlines
+
+    def _blocks(self) -> Iterator[Iterable[str]]:
+        buf = b""
+        while True:
+            data = self.f.read(_BLOCK)
+            buf = buf + data if buf else data
+            if not buf:
+                return
+            # Lines after the first start in ``data``, shorter than MAX_LINE.
+            first = buf.find(b"\n") if len(buf) >= MAX_LINE else 0
+            if first < 0 or first >= MAX_LINE:
+                nbytes, buf = self._skip_line(buf)
+                self._enter(None, nbytes, 1)
+                self.flags[self._line + 1] = f"row too large (a line over {MAX_LINE} bytes)"
+                yield ("\n",)
+                continue
+            cut = buf.rfind(b"\n") + 1 if data else len(buf)
+            if not cut:
+                continue  # one long line so far: read on
+            block, buf = buf[:cut], buf[cut:]
+            nlines = block.count(b"\n") + (block[-1] != 10)
+            self._enter(block, cut, nlines)
+            try:
+                text = block.decode(self.encoding)
+            except UnicodeDecodeError:
+                yield self._careful(block)
+            else:
+                yield io.StringIO(text, newline="\n")
+
+    def _skip_line(self, buf: bytes) -> tuple[int, bytes]:
+        """(bytes in the line that starts ``buf``, what follows it), reading on as needed."""
+        n = 0
+        while True:
+            end = buf.find(b"\n")
+            if end >= 0:
+                return n + end + 1, buf[end + 1 :]
+            n += len(buf)
+            buf = self.f.read(_BLOCK)
+            if not buf:
+                return n, b""
+
+    def _careful(self, block: bytes) -> list[str]:
+        """The lines of a block that does not decode: each bad line replaced and flagged."""
+        enc = self.encoding
+        out: list[str] = []
+        start = 0
+        while start < len(block):
+            end = block.find(b"\n", start) + 1 or len(block)
+            raw = block[start:end]
+            try:
+                out.append(raw.decode(enc))
+            except UnicodeDecodeError as e:
+                name = "UTF-8" if enc == "utf-8" else enc
+                self.flags[self._line + len(out) + 1] = (
+                    f"not valid {name} text (byte 0x{raw[e.start]:02x} at byte {e.start + 1} of the line)"
+                )
+                out.append(raw.decode(enc, "replace"))
+            start = end
+        return out
+
+    def flag(self, first: int, last: int) -> str:
+        """Why lines ``first``..``last`` (one row) cannot be used ("" if they can); forgets
+        the flags up to ``last``."""
+        why = ""
+        for n in sorted(self.flags):
+            if n > last:
+                break
+            reason = self.flags.pop(n)
+            if n >= first and not why:
+                why = reason
+        return why
+
+    def offset_after(self, lines: int) -> int:
+        """The byte offset just after the first ``lines`` lines read."""
+        within = lines - self._line
+        if within <= 0:
+            return self._pos
+        if within >= self._nlines or self._data is None:
+            return self._pos + self._nbytes
+        data, at = self._data, 0
+        for _ in range(within):
+            at = data.index(b"\n", at) + 1
+        return self._pos + at
 
 
 def _open_at(blobs: Blobs, key: str, offset: int) -> IO[bytes]:
@@ -183,20 +262,23 @@ def plan_import(
     delimiter = _sniff_delimiter(first)
 
     with _open_at(blobs, key, skip) as f, _FieldLimit():
-        lines = _Lines(f, encoding, skip, 0)
-        reader = csv.reader(lines, delimiter=delimiter)
+        src = _Source(f, encoding, skip)
+        reader = csv.reader(src.lines(), delimiter=delimiter)
         header: list[str] | None = None
         header_line = 0
         data_offset = skip
         sample_rows: list[list[str]] = []
         try:
             for row in reader:
-                if header is None and lines.flag:
-                    raise InvalidInput(f"cannot read the header row: {lines.flag}", {"file": "header"})
+                if header is None and src.flags:
+                    why = src.flag(1, reader.line_num)
+                    if why:
+                        raise InvalidInput(f"cannot read the header row: {why}", {"file": "header"})
                 if not any(c.strip() for c in row):
                     continue
                 if header is None:
-                    header, header_line, data_offset = row, lines.line, lines.pos
+                    header, header_line = row, reader.line_num
+                    data_offset = src.offset_after(header_line)
                     continue
                 sample_rows.append(row)
                 if len(sample_rows) >= DETECT_ROWS:
@@ -389,84 +471,99 @@ def run_chunk(
 
     eof = False
     with _open_at(blobs, job["blob"], offset) as f, _FieldLimit():
-        lines = _Lines(f, lay["encoding"], offset, line - 1)
-        reader = csv.reader(lines, delimiter=lay["delimiter"])
-        budget = max_rows
-        while budget > 0:
-            budget -= 1
-            at = lines.line + 1
-            lines.flag = ""
+        src = _Source(f, lay["encoding"], offset)
+        reader = csv.reader(src.lines(), delimiter=lay["delimiter"])
+        flags = src.flags
+        base = line - 1  # lines of the file before the first one read here
+        last = 0  # reader.line_num after the previous row: the row's first line is last + 1
+        left = max_rows
+        while left > 0:
             try:
-                row = next(reader)
-            except StopIteration:
-                eof = True
-                break
-            except csv.Error as e:
-                n_rows += 1
-                reject(at, "", "", _csv_error_reason(e))
-                continue
-            if lines.flag:
-                n_rows += 1
-                reject(at, "", "", lines.flag)
-                continue
-            n = len(row)
-            if n != ncols:
-                if n == 0 or (n == 1 and not row[0].strip()):
-                    continue  # blank line
-                n_rows += 1
-                reject(at, "", "", f"row has {n} fields, the header has {ncols}")
-                continue
-            n_rows += 1
-            raw = row[ei]
-            email, why = check(raw)
-            if email is None:
-                reject(at, email_col, raw, f"invalid email address: {why}")
-                continue
-            if email in seen:
-                n_dups += 1
-                continue
-            fields: dict[str, Any]
-            if typed:
-                fields = {}
-                bad = False
-                for idx, fname, ftype in field_cols:
-                    v = row[idx]
-                    if v:
-                        if ftype != "text":
-                            v, why = coerce_field(v, ftype)
-                            if why:
-                                reject(at, names[idx], row[idx], f"{fname}: {why}")
-                                bad = True
-                                break
-                        fields[fname] = v
-                if bad:
-                    continue
-            else:
-                fields = {fname: row[idx] for idx, fname in text_cols if row[idx]}
-            status: str | None = None
-            if si is not None:
-                s = row[si].strip().lower()
-                if s:
-                    if s not in statuses:
-                        reject(at, names[si], row[si], f"unknown status (one of {', '.join(dom.STATUSES)})")
+                for row in itertools.islice(reader, left):
+                    left -= 1
+                    prev, last = last, reader.line_num
+                    if flags:
+                        why = src.flag(prev + 1, last)
+                        if why:
+                            n_rows += 1
+                            reject(base + prev + 1, "", "", why)
+                            continue
+                    n = len(row)
+                    if n != ncols:
+                        if n == 0 or (n == 1 and not row[0].strip()):
+                            continue  # blank line
+                        n_rows += 1
+                        reject(base + prev + 1, "", "", f"row has {n} fields, the header has {ncols}")
                         continue
-                    status = s
-            if ni is not None:
-                name = row[ni].strip()
-            elif fi is not None or li is not None:
-                name = f"{row[fi].strip() if fi is not None else ''} {row[li].strip() if li is not None else ''}".strip()
-            else:
-                name = ""
-            seen.add(email)
-            role = is_role(email)
-            if role:
-                n_roles += 1
-            append((at, email, name, fields, status, role))
-            if len(batch) >= SUB_BATCH:
-                writer.flush(batch)
-                batch = []
-                append = batch.append
-        if not eof and lines.pos >= job["bytes_total"]:
+                    n_rows += 1
+                    raw = row[ei]
+                    email, why = check(raw)
+                    if email is None:
+                        reject(base + prev + 1, email_col, raw, f"invalid email address: {why}")
+                        continue
+                    if email in seen:
+                        n_dups += 1
+                        continue
+                    fields: dict[str, Any] = {}
+                    if typed:
+                        bad = False
+                        for idx, fname, ftype in field_cols:
+                            v = row[idx]
+                            if v:
+                                if ftype != "text":
+                                    v, why = coerce_field(v, ftype)
+                                    if why:
+                                        reject(base + prev + 1, names[idx], row[idx], f"{fname}: {why}")
+                                        bad = True
+                                        break
+                                fields[fname] = v
+                        if bad:
+                            continue
+                    else:
+                        for idx, fname in text_cols:
+                            v = row[idx]
+                            if v:
+                                fields[fname] = v
+                    status: str | None = None
+                    if si is not None:
+                        s = row[si].strip().lower()
+                        if s:
+                            if s not in statuses:
+                                reject(
+                                    base + prev + 1, names[si], row[si],
+                                    f"unknown status (one of {', '.join(dom.STATUSES)})",
+                                )  # fmt: skip
+                                continue
+                            status = s
+                    if ni is not None:
+                        name = row[ni].strip()
+                    elif fi is not None and li is not None:
+                        name = f"{row[fi].strip()} {row[li].strip()}".strip()
+                    elif fi is not None:
+                        name = row[fi].strip()
+                    elif li is not None:
+                        name = row[li].strip()
+                    else:
+                        name = ""
+                    seen.add(email)
+                    role = is_role(email)
+                    if role:
+                        n_roles += 1
+                    append((base + prev + 1, email, name, fields, status, role))
+                    if len(batch) >= SUB_BATCH:
+                        writer.flush(batch)
+                        batch = []
+                        append = batch.append
+            except csv.Error as e:
+                left -= 1
+                n_rows += 1
+                reject(base + last + 1, "", "", _csv_error_reason(e))
+                last = reader.line_num
+                continue
+            eof = left > 0  # the reader ran dry before the budget did
+            break
+        end = src.offset_after(reader.line_num)
+        if not eof and end >= job["bytes_total"]:
             eof = True
         if batch:
             writer.flush(batch)
@@ -475,7 +572,7 @@ def run_chunk(
     counts["skipped"] += n_dups
     counts["role"] += n_roles
     counts["rejected"] = len(rejects)
-    return ChunkResult(lines.pos, lines.line + 1, eof, counts, deltas, rejects)
+    return ChunkResult(end, base + reader.line_num + 1, eof, counts, deltas, rejects)
 
 
 # (line, email, name, fields, status from the file or None, role address)
