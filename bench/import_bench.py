@@ -180,6 +180,7 @@ def main() -> None:
     from lunamail.services.audience.csv_import import SUB_BATCH
 
     cache_mb = inspect.signature(SqliteItemStore).parameters["cache_mb"].default
+    page_kb = int(getattr(sys.modules[SqliteItemStore.__module__], "_PAGE_SIZE", 4096)) // 1024
 
     load_start = os.getloadavg()
     results = []
@@ -215,7 +216,7 @@ def main() -> None:
         f"{time.strftime('%Y-%m-%d')}, Python {platform.python_version()}, {cpu_model()}, "
         f"{os.cpu_count()} CPUs, load average {load_start[0]:.1f} at the start and {load_end[0]:.1f} "
         "at the end (other work shared the machine); one process, SQLite WAL store "
-        f"({cache_mb} MB page cache), file blobs, "
+        f"({cache_mb} MB page cache, {page_kb} KB pages), file blobs, "
         f"default chunking ({Settings().import_chunk_rows:,} rows per handler run, "
         f"up to {SUB_BATCH:,} rows per store round trip). The file's addresses are in random order. "
         f"Each row is the best of {args.repeat} runs (least CPU time). Rows/s are per row of the "

@@ -52,13 +52,28 @@ _FAST_BYTES = MAX_ITEM_BYTES // 4
 _FAST_KEY = min(_limits.MAX_PK_BYTES, _limits.MAX_SK_BYTES) // 4
 
 
-def encode_item(item: Any, *, compact: bool = True) -> tuple[str, str, bytes]:
+# A sequence of items handed to ``put_many`` may vouch for its items by setting this
+# attribute to True: every item was built by the caller from values of its own making,
+# holds no None, NaN or infinity at any level, and names every attribute (nested ones
+# too) with a non-empty string that does not start with NUL.  The scans of the encoded
+# form for those cases are then skipped; keys, ttl, size and types are still checked.
+PLAIN_ITEMS_ATTR = "plain_items"
+
+
+def vouched(items: object) -> bool:
+    """True when ``items`` vouches for its items (see ``PLAIN_ITEMS_ATTR``)."""
+    return getattr(items, PLAIN_ITEMS_ATTR, False) is True
+
+
+def encode_item(item: Any, *, compact: bool = True, plain: bool = False) -> tuple[str, str, bytes]:
     """Validate and encode an item for a put; returns (pk, sk, encoded).
 
     The full DynamoDB-style walk is skipped when the encoded form proves the item
     is small and holds nothing orjson would accept but DynamoDB would not (NaN is
     written as null, so any null sends the item down the slow path).  Nesting depth
     is not checked on this path.  Keys are checked inline when plainly short.
+    ``plain`` (an item its caller vouches for, see ``PLAIN_ITEMS_ATTR``) skips the
+    scans for null and for an empty attribute name.
     """
     if type(item) is not dict:
         return _slow_encode(item, compact)
@@ -80,9 +95,8 @@ def encode_item(item: Any, *, compact: bool = True) -> tuple[str, str, bytes]:
     # slower substring search and escapes are rare.
     if (
         len(raw) > _FAST_BYTES
-        or b"null" in raw
         or (b"\\" in raw and b'"\\u0000' in raw)
-        or b'"":' in raw
+        or (not plain and (b"null" in raw or b'"":' in raw))
     ):
         _limits.check_item(item)
     return pk, sk, raw
@@ -116,14 +130,16 @@ class BodyEncoder:
             head = self._heads[pk] = b'{"pk":' + orjson.dumps(pk) + b',"sk":'
         return head
 
-    def encode(self, item: Any) -> tuple[str, str, bytes, int | None]:
-        """(pk, sk, body, ttl) of a valid item; raises like ``encode_item``."""
-        pk, sk, raw = encode_item(item, compact=False)
+    def encode(self, item: Any, plain: bool = False) -> tuple[str, str, bytes, int | None]:
+        """(pk, sk, body, ttl) of a valid item; raises like ``encode_item`` (``plain``: see
+        there)."""
+        pk, sk, raw = encode_item(item, compact=False, plain=plain)
         head = self._head(pk) + orjson.dumps(sk)
         n = len(head)
         if raw.startswith(head):
-            # ``}`` after the key: the key was the whole item.
-            body = b"{" + memoryview(raw)[n + 1 :] if raw[n] == 44 else b"{}"  # 44: ","
+            # ``}`` after the key: the key was the whole item.  A bytes slice plus one
+            # concatenation is cheaper than going through a memoryview.
+            body = b"{" + raw[n + 1 :] if raw[n] == 44 else b"{}"  # 44: ","
         else:
             body = encode({k: v for k, v in item.items() if k != "pk" and k != "sk"})
         ttl = item.get(TTL_ATTR)
