@@ -8,7 +8,7 @@ succeeded, so a refused send never reaches the workers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any
 
@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from lunamail.domain.campaign_model import Campaign, CampaignStatus, allowed_actions
-from lunamail.domain.messages import Later
+from lunamail.domain.messages import Later, Message
 from lunamail.entrypoints.http.auth import AccountId
 from lunamail.entrypoints.http.context import ApiContext, Ctx
 from lunamail.entrypoints.http.errors import ApiError, ErrorRoute
@@ -273,27 +273,27 @@ def schedule_campaign(campaign_id: str, body: ScheduleIn, ctx: Ctx, account: Acc
     return view(campaigns.get(ctx.deps, account, campaign_id))
 
 
+def _transition(ctx: Ctx, account: str, campaign_id: str, act: Callable[[], Message]) -> dict[str, Any]:
+    """Pause, resume or cancel: the service returns the event, we publish it and show the campaign."""
+    with _service_errors():
+        event = act()
+    ctx.emit([event])
+    return view(campaigns.get(ctx.deps, account, campaign_id))
+
+
 @router.post("/{campaign_id}/pause", summary="Pause a sending campaign")
 def pause_campaign(
     campaign_id: str, ctx: Ctx, account: AccountId, body: PauseIn | None = None
 ) -> dict[str, Any]:
-    with _service_errors():
-        event = campaigns.pause(ctx.deps, account, campaign_id, body.reason if body else "")
-    ctx.emit([event])
-    return view(campaigns.get(ctx.deps, account, campaign_id))
+    reason = body.reason if body else ""
+    return _transition(ctx, account, campaign_id, lambda: campaigns.pause(ctx.deps, account, campaign_id, reason))
 
 
 @router.post("/{campaign_id}/resume", summary="Resume a paused campaign")
 def resume_campaign(campaign_id: str, ctx: Ctx, account: AccountId) -> dict[str, Any]:
-    with _service_errors():
-        event = campaigns.resume(ctx.deps, account, campaign_id)
-    ctx.emit([event])
-    return view(campaigns.get(ctx.deps, account, campaign_id))
+    return _transition(ctx, account, campaign_id, lambda: campaigns.resume(ctx.deps, account, campaign_id))
 
 
 @router.post("/{campaign_id}/cancel", summary="Cancel a scheduled, sending or paused campaign")
 def cancel_campaign(campaign_id: str, ctx: Ctx, account: AccountId) -> dict[str, Any]:
-    with _service_errors():
-        event = campaigns.cancel(ctx.deps, account, campaign_id)
-    ctx.emit([event])
-    return view(campaigns.get(ctx.deps, account, campaign_id))
+    return _transition(ctx, account, campaign_id, lambda: campaigns.cancel(ctx.deps, account, campaign_id))
