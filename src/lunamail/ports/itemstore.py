@@ -187,7 +187,12 @@ class ItemStore(Protocol):
     def put_many(self, items: Sequence[Item], *, condition: Condition | None = None) -> list[bool]:
         """Each item is a separate conditional put (not atomic as a whole); returns, per item,
         whether it was written.  The hot path's "record once" primitive: on DynamoDB it is
-        parallel PutItem calls, on SQLite one local transaction.  Any length."""
+        parallel PutItem calls, on SQLite one local transaction.  Any length.
+
+        A sequence with the attribute ``plain_items = True`` vouches that no value is None,
+        NaN or infinite and no attribute name is empty (the CSV import builds such items
+        itself); an adapter may then skip scanning for those cases.  Keys, TTL, size and
+        types are checked either way."""
         ...
 
     def transact(self, ops: Sequence[WriteOp]) -> None:
