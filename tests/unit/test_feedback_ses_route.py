@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as dt
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,6 +190,9 @@ def test_reject_is_stored_but_not_an_event(ses: Ses) -> None:
 
 
 def test_tampered_notification_is_refused(ses: Ses, caplog: pytest.LogCaptureFixture) -> None:
+    # A uvicorn test earlier in the same process may have disabled existing loggers.
+    logging.getLogger("lunamail.http.feedback").disabled = False
+    caplog.set_level(logging.WARNING, logger="lunamail.http.feedback")
     doc = sign(envelope())
     doc["Message"] = doc["Message"].replace("jdoe@example.net", "victim@example.net")
     res = ses.post(doc)
