@@ -99,7 +99,7 @@ def on_recipients_selected(msg: RecipientsSelected, deps: Deps) -> list[Message]
              "seq": seq, "batch": f"{seq}-{i // size}", "at": now}
         )
     written = store.put_many(records, condition=IF_ABSENT)
-    mine = [ok for ok in written]
+    mine = list(written)
     lost = [i for i, ok in enumerate(written) if not ok]
     if lost:  # claimed before: ours only when an earlier run of this same page claimed it
         found = store.get_many([(records[i]["pk"], records[i]["sk"]) for i in lost])
