@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lunamail.adapters.sqlite_writer import WriterLock
 from lunamail.ports.clock import Clock, SystemClock
 from lunamail.ports.itemstore import (
     IF_ABSENT,
@@ -110,6 +111,7 @@ class SqliteItemStore:
         self._conns: list[sqlite3.Connection] = []
         self._parts: dict[str, int] = {}  # pk -> partition id, committed ids only
         self._bodies = BodyEncoder()
+        self._writer = WriterLock(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._ensure_layout(self._conn())
 
@@ -177,18 +179,20 @@ class SqliteItemStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that takes the write lock up front (no upgrade deadlocks).
+        """A write transaction that takes the write lock up front (no upgrade deadlocks),
+        after the other writers of this file (:class:`WriterLock`: no busy-handler sleeps).
         Partition ids it created join the cache once it has committed."""
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        fresh: dict[str, int] = self._local.fresh
-        try:
-            yield conn
-        except BaseException:
-            fresh.clear()
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._writer.hold():
+            conn.execute("BEGIN IMMEDIATE")
+            fresh: dict[str, int] = self._local.fresh
+            try:
+                yield conn
+            except BaseException:
+                fresh.clear()
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
         if fresh:
             self._parts.update(fresh)
             fresh.clear()
@@ -523,4 +527,5 @@ class SqliteItemStore:
             conns, self._conns = self._conns, []
         for conn in conns:
             conn.close()
+        self._writer.close()
         self._local = threading.local()

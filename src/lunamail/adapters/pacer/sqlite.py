@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 
+from lunamail.adapters.sqlite_writer import WriterLock
 from lunamail.lib import pacing
 from lunamail.ports.clock import Clock, SystemClock
 
@@ -39,6 +40,7 @@ class SqlitePacer:
         self.name = name
         self._clock = clock or SystemClock()
         self._lock = threading.Lock()
+        self._writer = WriterLock(path)  # processes sharing the row take turns without sleeps
         self._db = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -59,7 +61,7 @@ class SqlitePacer:
             if n <= 0:
                 raise ValueError("reserve at least one slot")
             return self._clock.now(), 0.0
-        with self._lock:
+        with self._lock, self._writer.hold():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 state = self._load()
@@ -72,7 +74,7 @@ class SqlitePacer:
             return out
 
     def throttled(self) -> None:
-        with self._lock:
+        with self._lock, self._writer.hold():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 state = self._load()
@@ -90,3 +92,4 @@ class SqlitePacer:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self._writer.close()

@@ -30,6 +30,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from lunamail.adapters.sqlite_writer import WriterLock
 from lunamail.ports.clock import Clock, SystemClock
 from lunamail.ports.queue import DeadLetter, QueueError, Received, RetryPolicy
 
@@ -133,7 +134,7 @@ class SqliteQueue:
         self._synchronous = synchronous.upper()
         self._busy_timeout = busy_timeout
         self._local = threading.local()
-        self._write_lock = threading.Lock()
+        self._writer = WriterLock(self.path)
         self._all: weakref.WeakSet[_Conn] = weakref.WeakSet()
         self._all_lock = threading.Lock()
         self._closed = False
@@ -174,11 +175,12 @@ class SqliteQueue:
         """One write transaction; BEGIN IMMEDIATE takes the write lock up front, so a
         read-then-update inside it cannot race another process.
 
-        Threads of this process queue on a Python lock first: SQLite's own busy handler
-        sleeps 1, 2, 5, 10... ms between tries, which under in-process contention (HTTP
-        publishing while workers claim and ack) costs far more than the transactions."""
+        Writers queue on a :class:`WriterLock` first (threads, then processes): SQLite's
+        own busy handler sleeps 1, 2, 5, 10... ms between tries, which under contention
+        (HTTP publishing while workers claim and ack) costs far more than the
+        transactions."""
         db = self._conn()
-        with self._write_lock:
+        with self._writer.hold():
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -381,6 +383,7 @@ class SqliteQueue:
             self._all = weakref.WeakSet()
         for held in conns:
             held.close()
+        self._writer.close()
         self._local = threading.local()
 
     def __enter__(self) -> SqliteQueue:
