@@ -565,6 +565,30 @@ class ItemStoreContract:
             store.transact([Put({"pk": pk, "sk": "D", "b": b"x" * MAX_ITEM_BYTES})])
         assert store.query(pk).items == []
 
+    def test_transact_size_limits(self, store: ItemStore, pk: str) -> None:
+        big = "x" * (MAX_ITEM_BYTES - 1000)
+        # 4 MB for all the items of one transaction, each within its own 400 KB.
+        with pytest.raises(LimitExceeded):
+            store.transact([Put({"pk": pk, "sk": f"BIG#{i:02d}", "b": big}) for i in range(11)])
+        # An update whose result outgrows the item limit fails the whole transaction.
+        store.put({"pk": pk, "sk": "HALF", "a": "y" * (MAX_ITEM_BYTES // 2)})
+        with pytest.raises(LimitExceeded):
+            store.transact([Put({"pk": pk, "sk": "SMALL", "v": 1}),
+                            Update(pk, "HALF", set={"b": "z" * (MAX_ITEM_BYTES // 2 + 100)})])
+        assert [i["sk"] for i in query_all(store, pk)] == ["HALF"]
+
+    def test_transact_refuses_a_bad_item_before_its_conditions(
+        self, store: ItemStore, pk: str
+    ) -> None:
+        store.put({"pk": pk, "sk": "TAKEN"})
+        with pytest.raises(ValidationError):
+            store.transact([Put({"pk": pk, "sk": "TAKEN"}, condition=IF_ABSENT),
+                            Put({"pk": pk, "sk": "NAN", "v": float("nan")})])
+        with pytest.raises(ValidationError):
+            store.transact([Put({"pk": pk, "sk": "TAKEN"}, condition=IF_ABSENT),
+                            Put({"pk": pk, "sk": "EMPTY", "": 1})])
+        assert store.get(pk, "NAN") is None and store.get(pk, "EMPTY") is None
+
     def test_transact_of_one_hundred(self, store: ItemStore, pk: str) -> None:
         store.transact([Update(pk, f"C#{i:03d}", add={"n": i}) for i in range(100)])
         items = list(query_all(store, pk))

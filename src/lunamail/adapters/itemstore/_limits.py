@@ -17,6 +17,7 @@ from lunamail.ports.itemstore import (
     MAX_TRANSACTION,
     Check,
     Delete,
+    Item,
     LimitExceeded,
     Put,
     Update,
@@ -135,6 +136,11 @@ def check_ttl(value: Any) -> None:
 
 def check_item(item: Any) -> tuple[str, str]:
     """Validate a whole item for a put; returns its key."""
+    return _sized_item(item)[0]
+
+
+def _sized_item(item: Any) -> tuple[tuple[str, str], int]:
+    """:func:`check_item` that also returns the item's size (one walk, not two)."""
     if not isinstance(item, dict):
         raise ValidationError("an item must be a dict")
     pk, sk = check_key(item.get("pk"), item.get("sk"))
@@ -143,7 +149,7 @@ def check_item(item: Any) -> tuple[str, str]:
     size = item_size(item)
     if size > MAX_ITEM_BYTES:
         raise LimitExceeded(f"item {pk!r}/{sk!r} is {size} bytes; the limit is {MAX_ITEM_BYTES}")
-    return pk, sk
+    return (pk, sk), size
 
 
 def check_result_size(item: Mapping[str, Any]) -> None:
@@ -194,16 +200,26 @@ def op_key(op: WriteOp) -> tuple[str, str]:
     return op.pk, op.sk
 
 
-def check_transaction(ops: Sequence[WriteOp]) -> None:
-    """At most 100 operations on distinct items, 4 MB in all, every item valid."""
+def check_transaction(ops: Sequence[WriteOp], *, items: bool = True) -> None:
+    """At most 100 operations on distinct items, 4 MB in all, every item valid.
+
+    ``items=False``: the caller validates each put item itself (an encoder whose fast
+    path proves small items valid, see ``_logic.encode_item``) and bounds the total with
+    :func:`check_transaction_bytes`; only the put's key is checked here."""
     if len(ops) > MAX_TRANSACTION:
         raise LimitExceeded(f"a transaction takes at most {MAX_TRANSACTION} operations")
     keys: list[tuple[str, str]] = []
     total = 0
     for op in ops:
         if isinstance(op, Put):
-            keys.append(check_item(op.item))
-            total += item_size(op.item)
+            if items:
+                key, size = _sized_item(op.item)
+                keys.append(key)
+                total += size
+            elif isinstance(op.item, dict):
+                keys.append(check_key(op.item.get("pk"), op.item.get("sk")))
+            else:
+                raise ValidationError("an item must be a dict")
         elif isinstance(op, Update):
             check_key(op.pk, op.sk)
             check_update(op.add, op.set, op.remove)
@@ -216,6 +232,16 @@ def check_transaction(ops: Sequence[WriteOp]) -> None:
     if len(set(keys)) != len(keys):
         raise ValidationError("a transaction cannot touch the same item twice")
     if total > MAX_TRANSACTION_BYTES:
+        raise LimitExceeded("a transaction carries at most 4 MB of items")
+
+
+def check_transaction_bytes(puts: Sequence[Item], encoded_bytes: int) -> None:
+    """The 4 MB bound for puts validated by an encoder: ``encoded_bytes`` (their JSON
+    length) bounds their size from above at twice as much, so the exact walk runs only
+    for a transaction that might come near the limit."""
+    if encoded_bytes * 2 > MAX_TRANSACTION_BYTES and (
+        sum(item_size(item) for item in puts) > MAX_TRANSACTION_BYTES
+    ):
         raise LimitExceeded("a transaction carries at most 4 MB of items")
 
 

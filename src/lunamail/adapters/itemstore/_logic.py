@@ -235,8 +235,11 @@ def apply_update(
     add: Mapping[str, int | float],
     set: Mapping[str, Any],
     remove: Sequence[str],
+    *,
+    check_size: bool = True,
 ) -> Item:
-    """The item after an update (validated inputs); raises ValidationError on add to a non-number."""
+    """The item after an update (validated inputs); raises ValidationError on add to a
+    non-number.  ``check_size=False``: the caller's encoder checks the result's size."""
     item: Item = dict(existing) if existing is not None else {"pk": pk, "sk": sk}
     for name, delta in add.items():
         current = item.get(name, 0)
@@ -246,7 +249,8 @@ def apply_update(
     item.update(set)
     for name in remove:
         item.pop(name, None)
-    check_result_size(item)
+    if check_size:
+        check_result_size(item)
     return item
 
 

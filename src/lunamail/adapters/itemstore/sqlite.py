@@ -492,28 +492,47 @@ class SqliteItemStore:
         return result
 
     def transact(self, ops: Sequence[WriteOp]) -> None:
-        _limits.check_transaction(ops)
+        """All or nothing, in one write transaction with a fixed number of statements:
+        one read of every key (per partition), one ``executemany`` of the rows written,
+        one of the keys deleted (this runs once per batch of tracking events)."""
+        _limits.check_transaction(ops, items=False)
         if not ops:
             return
+        # Put items are validated (and encoded) before anything is read, as DynamoDB
+        # refuses an invalid request before it evaluates a condition.
+        encoded = {i: self._bodies.encode(op.item) for i, op in enumerate(ops) if isinstance(op, Put)}
+        if encoded:
+            _limits.check_transaction_bytes(
+                [op.item for op in ops if isinstance(op, Put)],
+                sum(len(e[2]) + len(e[0]) + len(e[1]) for e in encoded.values()),
+            )
+        keys = [_limits.op_key(op) for op in ops]
         with self._write() as conn:
-            now = self._now()
-            current = [self._live(conn, *_limits.op_key(op), now) for op in ops]
+            found = self._fetch(conn, keys, self._now())
+            current = [found.get(key) for key in keys]
             reasons = [
                 "" if condition_holds(cur, op.condition) else "ConditionalCheckFailed"
                 for op, cur in zip(ops, current, strict=True)
             ]
             if any(reasons):
                 raise TransactionCancelled(reasons)
-            for op, cur in zip(ops, current, strict=True):
+            rows: list[_Row] = []
+            deletes: list[tuple[str, str]] = []
+            for i, (op, cur) in enumerate(zip(ops, current, strict=True)):
                 if isinstance(op, Put):
-                    conn.execute(_REPLACE, self._row(conn, op.item))
+                    pk, sk, body, ttl = encoded[i]
+                    rows.append((self._part(conn, pk), sk, body, ttl))
                 elif isinstance(op, Update):
-                    item = apply_update(cur, op.pk, op.sk, op.add, op.set, op.remove)
-                    conn.execute(_REPLACE, self._row(conn, item))
+                    item = apply_update(cur, op.pk, op.sk, op.add, op.set, op.remove,
+                                        check_size=False)  # the encoder checks the result
+                    rows.append(self._row(conn, item))
                 elif isinstance(op, Delete):
-                    conn.executemany(_DELETE, self._delete_rows(conn, [(op.pk, op.sk)]))
+                    deletes.append(keys[i])
                 else:
                     assert isinstance(op, Check)
+            conn.executemany(_REPLACE, rows)
+            if deletes:
+                conn.executemany(_DELETE, self._delete_rows(conn, deletes))
 
     # ------------------------------------------------------------ housekeeping
 
