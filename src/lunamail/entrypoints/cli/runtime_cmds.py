@@ -6,6 +6,8 @@ Thin on purpose: wiring and behaviour live in ``lunamail.runtime``.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from datetime import UTC, datetime
 
 import typer
@@ -18,6 +20,7 @@ from lunamail.runtime.bootstrap import System, bootstrap, open_queue
 from lunamail.runtime.dlq import list_dead_letters
 from lunamail.runtime.presence import announce
 from lunamail.runtime.routing import RoutingError, load_router
+from lunamail.runtime.supervisor import watch_parent
 
 ROUTER_OPTION = typer.Option(
     None,
@@ -62,6 +65,8 @@ def worker(
     )
     with _system(router) as system:
         runtime = system.runtime(concurrency=concurrency or None)
+        # Started by `lunamail serve`: stop gracefully (as on SIGTERM) if serve dies first.
+        watch_parent(lambda: os.kill(os.getpid(), signal.SIGTERM))
 
         def ready() -> None:
             err_console.print(
