@@ -102,8 +102,20 @@ def from_dict(payload: dict[str, Any]) -> Message:
     for key in _tuple_fields(cls):
         if isinstance(body.get(key), list):
             body[key] = tuple(body[key])
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = _field_names(cls)
+    if known.issuperset(body):  # the usual case: nothing to drop
+        return cls(**body)
     return cls(**{k: v for k, v in body.items() if k in known})
+
+
+def _field_names(cls: type[Message]) -> frozenset[str]:
+    """The fields a message type takes (once per type: ``dataclasses.fields`` is slow
+    and this runs for every message a worker decodes)."""
+    cached: frozenset[str] | None = cls.__dict__.get("_field_names_cache")
+    if cached is None:
+        cached = frozenset(f.name for f in dataclasses.fields(cls))
+        cls._field_names_cache = cached  # type: ignore[attr-defined]
+    return cached
 
 
 def from_json(raw: bytes | str) -> Message:
