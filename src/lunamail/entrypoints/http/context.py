@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -22,6 +22,8 @@ class ApiContext:
     deps: Deps
     publish: Publish
     upload_signing_key: bytes | None = None  # checks the signed upload URLs of the files blobs
+    # The tracking routes' group-commit publisher (``routes_tracking``), made on first use.
+    tracking_commit: Any = field(default=None, repr=False, compare=False)
 
     def emit(self, messages: Sequence[Message | Later]) -> None:
         if messages:

@@ -91,7 +91,7 @@ class GroupCommit:
 
     def __init__(self, publish: Publish, max_batch: int = 1000) -> None:
         self.loop = asyncio.get_running_loop()  # its futures and writer belong to this loop
-        self._publish = publish
+        self.publish = publish
         self._max_batch = max_batch
         self._pending: list[tuple[Message | Later, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -111,7 +111,7 @@ class GroupCommit:
                 batch = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
                 try:
-                    await loop.run_in_executor(None, self._publish, [m for m, _ in batch])
+                    await loop.run_in_executor(None, self.publish, [m for m, _ in batch])
                 except Exception as exc:  # every request of this write answers 500
                     for _, done in batch:
                         if not done.done():
@@ -127,14 +127,13 @@ class GroupCommit:
 def _committer_of(state: Any) -> tuple[ApiContext, GroupCommit]:
     """The app's context and its group-commit publisher (made on first use, and again
     when the context's publish was swapped, e.g. by a test, or the app is served from
-    another event loop, as a test client does)."""
+    another event loop, as a test client does).  Kept on the context: one lookup in the
+    app's state per request, the rest plain attributes."""
     ctx: ApiContext = state.lunamail
-    commit: GroupCommit | None = getattr(state, "lunamail_tracking_commit", None)
-    if (commit is None or commit.loop is not asyncio.get_running_loop()
-            or getattr(state, "lunamail_tracking_publish", None) is not ctx.publish):
-        commit = GroupCommit(ctx.publish)
-        state.lunamail_tracking_commit = commit
-        state.lunamail_tracking_publish = ctx.publish
+    commit: GroupCommit | None = ctx.tracking_commit
+    if (commit is None or commit.publish is not ctx.publish
+            or commit.loop is not asyncio.get_running_loop()):
+        commit = ctx.tracking_commit = GroupCommit(ctx.publish)
     return ctx, commit
 
 
