@@ -20,8 +20,6 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 try:
@@ -59,19 +57,28 @@ class WriterLock:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         return self._fd
 
-    @contextmanager
-    def hold(self) -> Iterator[None]:
-        """Wait for the other writers (threads first, then processes), then write."""
-        with self._threads:
+    def hold(self) -> WriterLock:
+        """``with lock.hold():`` waits for the other writers (threads first, then
+        processes), then writes.  (The lock is its own context manager: no generator per
+        transaction, this runs for every write.)"""
+        return self
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        try:
             fd = self._file()
-            if fd is None:
-                yield
-                return
-            fcntl.flock(fd, fcntl.LOCK_EX)  # releases the GIL while it waits
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # releases the GIL while it waits
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
 
     def close(self) -> None:
         """Close the descriptor (a later ``hold`` opens it again)."""
