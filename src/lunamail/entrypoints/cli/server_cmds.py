@@ -131,7 +131,11 @@ def _fast_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def auto_worker_processes(cpus: int | None = None) -> int:
     """``--worker-processes auto``: one child when there is a second core to run it on;
     on one core a child would only compete with the API, so the workers stay in process."""
-    cpus = os.cpu_count() if cpus is None else cpus
+    if cpus is None:
+        # The CPUs this process may run on (a container or taskset may allow fewer than
+        # the machine has); the machine's count where that is not known.
+        affinity = getattr(os, "sched_getaffinity", None)
+        cpus = len(affinity(0)) if affinity is not None else os.cpu_count()
     return 1 if (cpus or 1) >= 2 else 0
 
 
