@@ -58,6 +58,7 @@ from lunamail.lib import tokens
 from lunamail.lib.tracklinks import TrackingLinks
 from lunamail.ports.handlers import batch_handler
 from lunamail.runtime.bootstrap import System, bootstrap_in
+from lunamail.runtime.presence import workers_running
 from lunamail.runtime.routing import Handler, Router
 from lunamail.services.reports import api as reports
 from lunamail.services.reports import handlers as rh
@@ -309,7 +310,7 @@ def server_process(data: Path, port: int, workers: int, out: Path, front: str, u
 
     def create_app_with_front(*a: Any, **kw: Any) -> Any:
         app = create_app(*a, **kw)
-        if front in ("app", "split"):
+        if front in ("app", "split", "serve"):
             return app
         from lunamail.entrypoints.http.routes_tracking import TrackingFront
 
@@ -347,8 +348,9 @@ def server_process(data: Path, port: int, workers: int, out: Path, front: str, u
     cpu = os.times()
     with system, asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(server_cmds.serve_all(system, port=port, log_level="warning",
-                                         workers=front != "split" and not os.environ.get("TRK_NO_WORKERS")))
-    end = os.times()
+                                         workers=front != "split" and not os.environ.get("TRK_NO_WORKERS"),
+                                         worker_processes=1 if front == "serve" else 0))
+    end = os.times()  # children_*: the worker process `serve` started (reaped by then)
     if writes:
         ws = sorted(w for w, _ in writes)
         print(f"bench server: {len(writes)} writes, {sum(n for _, n in writes) / len(writes):.1f} events "
@@ -356,6 +358,8 @@ def server_process(data: Path, port: int, workers: int, out: Path, front: str, u
               f"max {ws[-1] * 1000:.1f} ms, total {sum(ws):.2f} s", file=sys.stderr)
     out.write_text(json.dumps({"stamps": stamps, "cpu_user": end.user - cpu.user,
                                "cpu_sys": end.system - cpu.system,
+                               "child_cpu": end.children_user - cpu.children_user
+                               + end.children_system - cpu.children_system,
                                "loop": "uvloop" if loop_factory else "asyncio",
                                "http": "httptools" if importlib.util.find_spec("httptools") else "h11"}))
 
@@ -377,13 +381,20 @@ def _wait_health(port: int, timeout: float = 30.0) -> None:
     raise SystemExit("the bench server did not start")
 
 
-def start_worker(data: Path, workers: int, python: str) -> subprocess.Popen[bytes]:
-    """``lunamail worker`` over ``data`` with this bench's reports-only router (as a
-    deployment runs it next to ``lunamail serve --no-workers``); returns once it serves."""
+def worker_env(data: Path) -> dict[str, str]:
+    """The environment of a ``lunamail worker`` over ``data`` with this bench's
+    reports-only router (``LUNAMAIL_ROUTER=tracking_bench:ROUTES``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LUNAMAIL_")}
     here = str(Path(__file__).resolve().parent)
     env.update(LUNAMAIL_DATA_DIR=str(data), LUNAMAIL_ROUTER="tracking_bench:ROUTES",
                PYTHONPATH=os.pathsep.join(p for p in (here, env.get("PYTHONPATH", "")) if p))
+    return env
+
+
+def start_worker(data: Path, workers: int, python: str) -> subprocess.Popen[bytes]:
+    """``lunamail worker`` over ``data`` with this bench's reports-only router (as a
+    deployment runs it next to ``lunamail serve --no-workers``); returns once it serves."""
+    env = worker_env(data)
     proc = subprocess.Popen(
         [python, "-c", "from lunamail.entrypoints.cli.main import app; app()", "worker",
          "--concurrency", str(workers)], env=env, stderr=subprocess.PIPE)
@@ -462,11 +473,19 @@ def served_http(system: System, data: Path, plan: Sequence[tuple[str, str, bool,
     server = subprocess.Popen([python, *me[1:], "--role", "server", "--data", str(data),
                                "--port", str(port), "--workers", str(workers),
                                "--out", str(tmp / "server.json"), "--front", front,
-                               *(["--uvloop"] if use_uvloop else [])])
+                               *(["--uvloop"] if use_uvloop else [])],
+                              # ``serve`` passes its environment on to the worker it starts
+                              env=worker_env(data) if front == "serve" else None)
     worker: subprocess.Popen[bytes] | None = None
     worker_cpu = worker_start_cpu = 0.0
     try:
         _wait_health(port)
+        if front == "serve":  # its worker child announces itself once it serves
+            deadline = time.monotonic() + 60
+            while not workers_running(system.settings):
+                if time.monotonic() > deadline:
+                    raise SystemExit("the worker process of serve did not start")
+                time.sleep(0.05)
         if front == "split":
             worker = start_worker(data, workers, python)
             worker_start_cpu = process_cpu(worker.pid)  # imports and setup: not per event
@@ -506,6 +525,8 @@ def served_http(system: System, data: Path, plan: Sequence[tuple[str, str, bool,
     delays.sort()
     t_last = next(t for t, n in samples if n >= total)
     cpu = sv["cpu_user"] + sv["cpu_sys"]
+    if front == "serve":
+        worker_cpu = sv["child_cpu"]  # start-up included: serve starts it with the server
     return {
         "worker_cpu_us_per_event": worker_cpu / total * 1e6,
         "events": total,
@@ -584,8 +605,10 @@ How it is measured (HTTP rows): a server process runs uvicorn; in the one-proces
 workers run on the same loop (`serve_all`, as `lunamail serve --worker-processes 0`).  The
 two-process row (`--variant split+uvloop`) is what `lunamail serve` does by default on 2+ CPUs:
 uvicorn alone (`serve_all(..., workers=False)`) next to a `lunamail worker` process on the same
-data folder (`LUNAMAIL_ROUTER=tracking_bench:ROUTES`, the reports-only routes); `serve` starts
-that worker itself, the bench starts it so as to measure its CPU apart.  A load generator
+data folder (`LUNAMAIL_ROUTER=tracking_bench:ROUTES`, the reports-only routes), started by the
+bench so as to measure its CPU apart.  The `serve` row is the same thing started the way
+`lunamail serve` does it (`serve_all(worker_processes=1)` starts and supervises the worker; its
+CPU is the server's reaped children's, start-up included).  A load generator
 process (asyncio, raw HTTP/1.1 keep-alive, 128 connections, one request at a time each) fetches
 pre-generated signed pixel and click URLs; this process polls `campaign_report()` every ~20 ms
 until every event is counted.  events/s = events / (first request sent → last event counted).
@@ -608,15 +631,21 @@ closed loop stalled.  The SQLite adapters now queue their writers on a lock of t
 waiter the moment the holder lets go; the slowest write fell to ~15-25 ms).  Together with a
 leaner item-store `transact` (one read per partition and one `executemany` instead of two
 statements per operation; the batch projection went from ~64 to ~53 µs per event, best of 5)
-and cheaper message decoding, the same runs moved from ~3,600-4,300 to the rates above.
+and cheaper message decoding, single runs of the two-process setup now measure 3,600 to
+7,200 events/s on this box.  Four batches of five runs on 2026-11-23 had medians of 3,963,
+4,149, 5,125 (`serve`, above) and 5,581; over all 20 runs the median is ~4,900 and 9 of them
+reached 5,000.
 
 What limits it now: CPU, on a box whose two vCPUs do not give two cores' worth of work when
-both are busy (single-threaded speed is steady; the same build spends ~130-220 µs of HTTP-side
-CPU per event from one run to the next).  Of the HTTP side ~60 µs is ours (token check, bot
+both are busy (single-threaded speed is steady; the same build spends ~130-240 µs of HTTP-side
+CPU per event from one run to the next, and the parallel factor taken before a run predicts
+little of the run that follows).  Of the HTTP side ~60 µs is ours (token check, bot
 classification, group commit), the rest uvicorn, httptools and the kernel's loopback TCP; the
 worker spends ~120-200 µs (the projection ~55-80, decoding, claims and acks); the load
 generator ~30 µs per event of the same two CPUs.  Hence the spread between runs.  In one
-process the HTTP loop and the handler threads share one GIL (~340 µs per event together).
+process the HTTP loop and the handler threads share one GIL (~300-410 µs per event together);
+driven at 128 connections that one process is saturated, its handlers fall behind the HTTP side
+and the p95 delay passes 1 s (below saturation it stays small: 25 ms at 500 events/s, above).
 
 To run it: `lunamail serve` (the workers in a child process on 2+ CPUs, restarted if they die),
 or split over machines or containers:
@@ -648,7 +677,9 @@ VARIANTS = {
     "inner": "+ `TrackingFront` middleware (`app.add_middleware`)",
     "outer": "+ `TrackingFront` wrapping the app (before FastAPI's layers)",
     "split": "HTTP in one process (`TrackingFront` wrapping the app), the handlers in a "
-             "`lunamail worker` process, as `lunamail serve` runs on 2+ CPUs",
+             "`lunamail worker` process started next to it, as `lunamail serve` runs on 2+ CPUs",
+    "serve": "`lunamail serve` itself on 2+ CPUs (`serve_all(worker_processes=1)`): HTTP, and the "
+             "handlers in the `lunamail worker` child it starts and supervises",
 }
 
 
@@ -664,7 +695,8 @@ def main() -> None:
                    help="runs per HTTP variant; the table shows the median run, all rates are listed")
     p.add_argument("--variant", action="append", default=[],
                    help="HTTP variant FRONT[+uvloop][@std], FRONT one of app, inner, outer, split "
-                        "(HTTP and workers in two processes); @std runs the server (and worker) "
+                        "(HTTP and workers in two processes), serve (the same, the worker started by "
+                        "serve_all); @std runs the server (and worker) "
                         "with --std-python.  Repeatable (default: inner)")
     p.add_argument("--std-python", default=sys.executable,
                    help="interpreter with uvicorn[standard] (httptools, uvloop) for @std variants")
@@ -753,11 +785,12 @@ def main() -> None:
         if name.startswith("http:"):
             spec = name[5:]
             front = spec.partition("@")[0].partition("+")[0]
-            if front == "split":
+            if front in ("split", "serve"):
                 label = (f"HTTP, two processes ({r['http']}, {r['loop']} loop): {VARIANTS[front]} "
                          f"→ queue → runtime → reports")
                 cpu = (f"{r['server_cpu_us_per_event']:,.0f} µs (server) + "
-                       f"{r['worker_cpu_us_per_event']:,.0f} µs (worker)")
+                       f"{r['worker_cpu_us_per_event']:,.0f} µs (worker"
+                       f"{', its start-up included' if front == 'serve' else ''})")
             else:
                 label = (f"HTTP, one server process ({r['http']}, {r['loop']} loop): "
                          f"{VARIANTS[front]} → runtime → reports")
