@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import select
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from lunamail.adapters.itemstore.sqlite import SqliteItemStore
 from lunamail.adapters.queue.sqlite import SqliteQueue
 from lunamail.adapters.sqlite_writer import WriterLock
+from lunamail.ports.itemstore import Put
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX file locks")
 
@@ -24,6 +28,7 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX file lock
 _HOLDER = """
 import sys
 from lunamail.adapters.sqlite_writer import WriterLock
+from lunamail.ports.itemstore import Put
 lock = WriterLock(sys.argv[1])
 with lock.hold():
     print("held", flush=True)
@@ -35,6 +40,10 @@ def _holder(db: Path) -> subprocess.Popen[str]:
     proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(db)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    if not ready:
+        proc.kill()
+        pytest.fail("the holder did not take the lock")
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -55,11 +64,13 @@ def test_threads_take_turns(tmp_path: Path) -> None:
     lock = WriterLock(tmp_path / "x.db")
     inside: list[int] = []
     overlaps: list[int] = []
+    pause = threading.Event()
 
     def work() -> None:
-        for _ in range(200):
+        for _ in range(50):
             with lock.hold():
                 inside.append(1)
+                pause.wait(0.0005)  # gives the others every chance to come in too
                 if len(inside) > 1:
                     overlaps.append(len(inside))
                 inside.pop()
@@ -91,12 +102,56 @@ def test_a_writer_in_another_process_waits_for_the_holder(tmp_path: Path) -> Non
 def test_a_killed_holder_frees_the_lock(tmp_path: Path) -> None:
     db = tmp_path / "q.db"
     holder = _holder(db)
-    thread, entered = _try_in_thread(WriterLock(db))
-    assert not entered.wait(0.3)
-    holder.send_signal(signal.SIGKILL)
-    holder.wait(30)
-    assert entered.wait(30), "a dead process still holds the lock"
-    thread.join(30)
+    try:
+        thread, entered = _try_in_thread(WriterLock(db))
+        assert not entered.wait(0.3)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(30)
+        assert entered.wait(30), "a dead process still holds the lock"
+        thread.join(30)
+    finally:
+        holder.kill()
+        holder.wait(30)
+
+
+def test_a_hung_holder_stops_no_writer_for_good(tmp_path: Path) -> None:
+    holder = _holder(tmp_path / "q.db")
+    try:
+        thread, entered = _try_in_thread(WriterLock(tmp_path / "q.db", timeout=0.2))
+        assert entered.wait(30), "waited past its timeout for a holder that never lets go"
+        thread.join(30)
+    finally:
+        holder.kill()
+        holder.wait(30)
+
+
+def test_the_queue_and_the_store_wait_for_another_processs_writer(tmp_path: Path) -> None:
+    queue = SqliteQueue(tmp_path / "queue.db")
+    store = SqliteItemStore(tmp_path / "items.db")
+    holders = [_holder(tmp_path / "queue.db"), _holder(tmp_path / "items.db")]
+    try:
+        done = {"send": threading.Event(), "put": threading.Event()}
+        threads = [
+            threading.Thread(target=lambda: (queue.send("q", b"x"), done["send"].set())),
+            threading.Thread(target=lambda: (store.transact([Put({"pk": "p", "sk": "s"})]),
+                                             done["put"].set())),
+        ]
+        for t in threads:
+            t.start()
+        assert not done["send"].wait(0.3) and not done["put"].is_set(), "wrote past the lock"
+        for h in holders:
+            assert h.stdin is not None
+            h.stdin.close()
+        assert done["send"].wait(30) and done["put"].wait(30)
+        for t in threads:
+            t.join(30)
+        assert store.get("p", "s") == {"pk": "p", "sk": "s"}
+    finally:
+        for h in holders:
+            h.kill()
+            h.wait(30)
+        queue.close()
+        store.close()
 
 
 def _forked_take(lock: WriterLock, took: multiprocessing.synchronize.Event) -> None:
@@ -126,6 +181,7 @@ def test_in_memory_databases_need_no_file(tmp_path: Path) -> None:
 
 _SENDER = """
 import sys
+from lunamail.adapters.itemstore.sqlite import SqliteItemStore
 from lunamail.adapters.queue.sqlite import SqliteQueue
 q = SqliteQueue(sys.argv[1])
 for i in range(int(sys.argv[3])):
@@ -143,7 +199,8 @@ def test_two_processes_writing_one_queue_lose_nothing(tmp_path: Path) -> None:
     try:
         claimed: list[bytes] = []
         pause = threading.Event()
-        while True:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
             done = all(p.poll() is not None for p in procs)
             got = queue.receive(["q"], max_messages=100)
             if got:

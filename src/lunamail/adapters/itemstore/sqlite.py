@@ -111,7 +111,7 @@ class SqliteItemStore:
         self._conns: list[sqlite3.Connection] = []
         self._parts: dict[str, int] = {}  # pk -> partition id, committed ids only
         self._bodies = BodyEncoder()
-        self._writer = WriterLock(self.path)
+        self._writer = WriterLock(self.path, timeout=busy_timeout)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._ensure_layout(self._conn())
 
@@ -345,12 +345,14 @@ class SqliteItemStore:
         pk, sk, body, ttl = self._bodies.encode(item)
         pid = self._parts.get(pk)
         if pid is not None and condition is None:  # one statement: autocommit
-            self._conn().execute(_REPLACE, (pid, sk, body, ttl))
+            with self._writer.hold():
+                self._conn().execute(_REPLACE, (pid, sk, body, ttl))
             return
         if pid is not None and condition == IF_ABSENT:
-            cur = self._conn().execute(
-                _INSERT_IF_ABSENT.format(now=self._now()), (pid, sk, body, ttl)
-            )
+            with self._writer.hold():
+                cur = self._conn().execute(
+                    _INSERT_IF_ABSENT.format(now=self._now()), (pid, sk, body, ttl)
+                )
             if cur.rowcount != 1:
                 raise ConditionFailed(f"{pk!r}/{sk!r} already exists")
             return
@@ -388,7 +390,8 @@ class SqliteItemStore:
             conn = self._conn()
             pid = self._find_part(conn, pk)
             if pid is not None:
-                conn.execute(_DELETE, (pid, sk))
+                with self._writer.hold():
+                    conn.execute(_DELETE, (pid, sk))
             return
         with self._write() as conn:
             if not condition_holds(self._live(conn, pk, sk, self._now()), condition):

@@ -40,7 +40,7 @@ class SqlitePacer:
         self.name = name
         self._clock = clock or SystemClock()
         self._lock = threading.Lock()
-        self._writer = WriterLock(path)  # processes sharing the row take turns without sleeps
+        self._writer = WriterLock(path, timeout=timeout)  # processes sharing the row take turns without sleeps
         self._db = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

@@ -134,7 +134,7 @@ class SqliteQueue:
         self._synchronous = synchronous.upper()
         self._busy_timeout = busy_timeout
         self._local = threading.local()
-        self._writer = WriterLock(self.path)
+        self._writer = WriterLock(self.path, timeout=busy_timeout)
         self._all: weakref.WeakSet[_Conn] = weakref.WeakSet()
         self._all_lock = threading.Lock()
         self._closed = False
