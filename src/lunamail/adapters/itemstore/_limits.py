@@ -17,7 +17,6 @@ from lunamail.ports.itemstore import (
     MAX_TRANSACTION,
     Check,
     Delete,
-    Item,
     LimitExceeded,
     Put,
     Update,
@@ -200,26 +199,17 @@ def op_key(op: WriteOp) -> tuple[str, str]:
     return op.pk, op.sk
 
 
-def check_transaction(ops: Sequence[WriteOp], *, items: bool = True) -> None:
-    """At most 100 operations on distinct items, 4 MB in all, every item valid.
-
-    ``items=False``: the caller validates each put item itself (an encoder whose fast
-    path proves small items valid, see ``_logic.encode_item``) and bounds the total with
-    :func:`check_transaction_bytes`; only the put's key is checked here."""
+def check_transaction(ops: Sequence[WriteOp]) -> None:
+    """At most 100 operations on distinct items, 4 MB in all, every item valid."""
     if len(ops) > MAX_TRANSACTION:
         raise LimitExceeded(f"a transaction takes at most {MAX_TRANSACTION} operations")
     keys: list[tuple[str, str]] = []
     total = 0
     for op in ops:
         if isinstance(op, Put):
-            if items:
-                key, size = _sized_item(op.item)
-                keys.append(key)
-                total += size
-            elif isinstance(op.item, dict):
-                keys.append(check_key(op.item.get("pk"), op.item.get("sk")))
-            else:
-                raise ValidationError("an item must be a dict")
+            key, size = _sized_item(op.item)
+            keys.append(key)
+            total += size
         elif isinstance(op, Update):
             check_key(op.pk, op.sk)
             check_update(op.add, op.set, op.remove)
@@ -232,16 +222,6 @@ def check_transaction(ops: Sequence[WriteOp], *, items: bool = True) -> None:
     if len(set(keys)) != len(keys):
         raise ValidationError("a transaction cannot touch the same item twice")
     if total > MAX_TRANSACTION_BYTES:
-        raise LimitExceeded("a transaction carries at most 4 MB of items")
-
-
-def check_transaction_bytes(puts: Sequence[Item], encoded_bytes: int) -> None:
-    """The 4 MB bound for puts validated by an encoder: ``encoded_bytes`` (their JSON
-    length) bounds their size from above at twice as much, so the exact walk runs only
-    for a transaction that might come near the limit."""
-    if encoded_bytes * 2 > MAX_TRANSACTION_BYTES and (
-        sum(item_size(item) for item in puts) > MAX_TRANSACTION_BYTES
-    ):
         raise LimitExceeded("a transaction carries at most 4 MB of items")
 
 

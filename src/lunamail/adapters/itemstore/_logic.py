@@ -235,11 +235,8 @@ def apply_update(
     add: Mapping[str, int | float],
     set: Mapping[str, Any],
     remove: Sequence[str],
-    *,
-    check_size: bool = True,
 ) -> Item:
-    """The item after an update (validated inputs); raises ValidationError on add to a
-    non-number.  ``check_size=False``: the caller's encoder checks the result's size."""
+    """The item after an update (validated inputs); raises ValidationError on add to a non-number."""
     item: Item = dict(existing) if existing is not None else {"pk": pk, "sk": sk}
     for name, delta in add.items():
         current = item.get(name, 0)
@@ -249,8 +246,7 @@ def apply_update(
     item.update(set)
     for name in remove:
         item.pop(name, None)
-    if check_size:
-        check_result_size(item)
+    check_result_size(item)
     return item
 
 

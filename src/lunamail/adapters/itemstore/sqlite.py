@@ -498,17 +498,12 @@ class SqliteItemStore:
         """All or nothing, in one write transaction with a fixed number of statements:
         one read of every key (per partition), one ``executemany`` of the rows written,
         one of the keys deleted (this runs once per batch of tracking events)."""
-        _limits.check_transaction(ops, items=False)
+        # Every item is checked in full before anything is read, as DynamoDB refuses an
+        # invalid request before it evaluates a condition.
+        _limits.check_transaction(ops)
         if not ops:
             return
-        # Put items are validated (and encoded) before anything is read, as DynamoDB
-        # refuses an invalid request before it evaluates a condition.
         encoded = {i: self._bodies.encode(op.item) for i, op in enumerate(ops) if isinstance(op, Put)}
-        if encoded:
-            _limits.check_transaction_bytes(
-                [op.item for op in ops if isinstance(op, Put)],
-                sum(len(e[2]) + len(e[0]) + len(e[1]) for e in encoded.values()),
-            )
         keys = [_limits.op_key(op) for op in ops]
         with self._write() as conn:
             found = self._fetch(conn, keys, self._now())
@@ -526,8 +521,7 @@ class SqliteItemStore:
                     pk, sk, body, ttl = encoded[i]
                     rows.append((self._part(conn, pk), sk, body, ttl))
                 elif isinstance(op, Update):
-                    item = apply_update(cur, op.pk, op.sk, op.add, op.set, op.remove,
-                                        check_size=False)  # the encoder checks the result
+                    item = apply_update(cur, op.pk, op.sk, op.add, op.set, op.remove)
                     rows.append(self._row(conn, item))
                 elif isinstance(op, Delete):
                     deletes.append(keys[i])
