@@ -227,3 +227,14 @@ def test_a_worker_stops_when_its_supervisor_is_killed(
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
         system.close()
+
+
+def test_a_memory_store_keeps_the_workers_in_process(tmp_path: Path) -> None:
+    """A worker process could not see a store that lives in this process's memory."""
+    with (bootstrap_in(tmp_path / "data", settings_overrides={"store": "memory"}) as system,
+          pytest.raises(ValueError, match="memory store")):
+        asyncio.run(serve_all(system, port=_free_port(), worker_processes=1))
+    env = {"LUNAMAIL_DATA_DIR": str(tmp_path / "cli"), "LUNAMAIL_STORE": "memory", "COLUMNS": "200"}
+    refused = CliRunner().invoke(app, ["serve", "--worker-processes", "1"], env=env)
+    assert refused.exit_code != 0
+    assert "memory" in refused.output

@@ -91,8 +91,10 @@ class WorkerProcesses:
 
     Children inherit stdout/stderr, so their log lines show in the parent's output.  They
     run in a process group of their own: a terminal's Ctrl-C then reaches only the parent,
-    which sends each child one SIGTERM.  (A worker takes a second signal as "exit now",
-    so a Ctrl-C to the whole group followed by our SIGTERM would abandon in-flight work.)
+    which sends each child one SIGTERM.  (A worker takes a second SIGINT as "exit now", so
+    a Ctrl-C to the whole group followed by our signal must not be another SIGINT; a
+    repeated SIGTERM, as from a service manager that signals the whole service and then
+    from us, only stops it gracefully.)
     """
 
     def __init__(
@@ -149,12 +151,12 @@ class WorkerProcesses:
                 self._running = False
 
     def force(self) -> None:
-        """Make stopping children leave at once: a worker takes a second SIGTERM as
-        "exit now" (the queue redelivers what it had in flight)."""
+        """Make stopping children leave at once: a stopping worker takes SIGINT as "exit
+        now" (the queue redelivers what it had in flight)."""
         for proc in self._procs.values():
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    proc.terminate()
+                    proc.send_signal(signal.SIGINT)
 
     # ------------------------------------------------------------ internals
 

@@ -72,7 +72,8 @@ class Runtime:
     ``serve()`` blocks until SIGINT/SIGTERM (the ``lunamail worker`` command);
     ``run_until(predicate)`` runs until a condition holds (``--wait`` commands,
     the demo, tests).  Both finish in-flight handlers before returning; a
-    second signal exits at once (the queue redelivers what was in flight).
+    second SIGINT exits at once (the queue redelivers what was in flight); a repeated
+    SIGTERM does not, as a service manager and ``lunamail serve`` may both send one.
     """
 
     def __init__(
@@ -242,8 +243,10 @@ class Runtime:
             if len(received) == 1:
                 log.info("stopping after %d in-flight handler(s)", self.stats.in_flight)
                 stop.set()
-            else:  # a second signal: leave now; the queue redelivers what was in flight
+            elif signum == signal.SIGINT:  # Ctrl-C again: leave now; the queue redelivers
                 os._exit(128 + signum)
+            else:  # another SIGTERM (a service manager and a supervisor both sent one)
+                log.info("already stopping; Ctrl-C (SIGINT) to leave at once")
 
         installed: list[signal.Signals] = []
         if threading.current_thread() is threading.main_thread():

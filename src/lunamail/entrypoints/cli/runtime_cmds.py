@@ -65,10 +65,11 @@ def worker(
     )
     with _system(router) as system:
         runtime = system.runtime(concurrency=concurrency or None)
-        # Started by `lunamail serve`: stop gracefully (as on SIGTERM) if serve dies first.
-        watch_parent(lambda: os.kill(os.getpid(), signal.SIGTERM))
 
         def ready() -> None:
+            # Started by `lunamail serve`: stop gracefully (as on SIGTERM) if serve dies
+            # first.  Watched from here on, once SIGTERM means "stop gracefully".
+            watch_parent(lambda: os.kill(os.getpid(), signal.SIGTERM))
             err_console.print(
                 f"lunamail worker: {runtime.concurrency} at once on {len(runtime.queues)} queues "
                 f"in {system.settings.data_dir} (Ctrl-C to stop)"

@@ -4,8 +4,9 @@ The API is uvicorn's server coroutine on this process's asyncio loop.  The worke
 run either next to it on the same loop (``worker_processes=0``) or, on a machine with
 several cores, in ``worker_processes`` child ``lunamail worker`` processes on the same
 data folder (:mod:`lunamail.runtime.supervisor`): one process uses about one core
-because of the GIL, so on two cores this nearly doubles tracking ingest (HTTP in,
-reports out).  This module owns the signals, so the first SIGINT/SIGTERM stops
+because of the GIL, so on two cores this takes ~1.4-1.8x as many tracking events from
+HTTP into the reports (docs/benchmarks.md).  A memory store cannot be shared, so then
+the workers stay in this process.  This module owns the signals, so the first SIGINT/SIGTERM stops
 everything gracefully (requests and handlers in flight finish) and a second one makes
 the web server stop waiting and the worker processes exit at once.
 """
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterator
 import typer
 import uvicorn
 
-from lunamail.entrypoints.cli.common import err_console
+from lunamail.entrypoints.cli.common import err_console, fail
 from lunamail.entrypoints.cli.context import get_app
 from lunamail.entrypoints.http.app import create_app
 from lunamail.entrypoints.http.routes_tracking import TrackingFront
@@ -60,6 +61,8 @@ async def serve_all(
     """
     if worker_processes < 0:
         raise ValueError("worker_processes must be 0 or more")
+    if worker_processes and workers and system.settings.store == "memory":
+        raise ValueError("worker processes cannot share a memory store")
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     app = create_app(system)
@@ -173,13 +176,19 @@ def serve(
     worker_processes: str = typer.Option(
         "auto", "--worker-processes", metavar="N|auto", callback=_check_worker_processes,
         help="Run the workers in N child processes (0: in this process). "
-        "auto: 1 on a machine with 2+ CPUs, else 0.",
+        "auto: 1 when this process may use 2+ CPUs and the store is not in memory, else 0.",
     ),
 ) -> None:
     """Run the HTTP API and the workers until Ctrl-C / SIGTERM."""
     processes = parse_worker_processes(worker_processes)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     system = get_app()
+    if processes and not no_workers and system.settings.store == "memory":
+        # A memory store lives in this process: a worker process would count into its own.
+        if worker_processes.strip().lower() != "auto":
+            fail("--worker-processes needs a store other processes can open; "
+                 "store = memory lives in this process (use --worker-processes 0)")
+        processes = 0
     err_console.print(
         f"lunamail serve: http://{host}:{port} (docs at /docs), "
         f"{_where(not no_workers, processes)}, data in {system.settings.data_dir}"
