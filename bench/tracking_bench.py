@@ -381,12 +381,14 @@ def _wait_health(port: int, timeout: float = 30.0) -> None:
     raise SystemExit("the bench server did not start")
 
 
-def worker_env(data: Path) -> dict[str, str]:
+def worker_env(data: Path, workers: int) -> dict[str, str]:
     """The environment of a ``lunamail worker`` over ``data`` with this bench's
-    reports-only router (``LUNAMAIL_ROUTER=tracking_bench:ROUTES``)."""
+    reports-only router (``LUNAMAIL_ROUTER=tracking_bench:ROUTES``) and ``workers``
+    handler threads."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LUNAMAIL_")}
     here = str(Path(__file__).resolve().parent)
     env.update(LUNAMAIL_DATA_DIR=str(data), LUNAMAIL_ROUTER="tracking_bench:ROUTES",
+               LUNAMAIL_WORKERS=str(workers),
                PYTHONPATH=os.pathsep.join(p for p in (here, env.get("PYTHONPATH", "")) if p))
     return env
 
@@ -394,7 +396,7 @@ def worker_env(data: Path) -> dict[str, str]:
 def start_worker(data: Path, workers: int, python: str) -> subprocess.Popen[bytes]:
     """``lunamail worker`` over ``data`` with this bench's reports-only router (as a
     deployment runs it next to ``lunamail serve --no-workers``); returns once it serves."""
-    env = worker_env(data)
+    env = worker_env(data, workers)
     proc = subprocess.Popen(
         [python, "-c", "from lunamail.entrypoints.cli.main import app; app()", "worker",
          "--concurrency", str(workers)], env=env, stderr=subprocess.PIPE)
@@ -475,7 +477,7 @@ def served_http(system: System, data: Path, plan: Sequence[tuple[str, str, bool,
                                "--out", str(tmp / "server.json"), "--front", front,
                                *(["--uvloop"] if use_uvloop else [])],
                               # ``serve`` passes its environment on to the worker it starts
-                              env=worker_env(data) if front == "serve" else None)
+                              env=worker_env(data, workers) if front == "serve" else None)
     worker: subprocess.Popen[bytes] | None = None
     worker_cpu = worker_start_cpu = 0.0
     try:
