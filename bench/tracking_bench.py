@@ -634,9 +634,9 @@ waiter the moment the holder lets go; the slowest write fell to ~15-25 ms).  Tog
 leaner item-store `transact` (one read per partition and one `executemany` instead of two
 statements per operation; the batch projection went from ~64 to ~53 µs per event, best of 5)
 and cheaper message decoding, single runs of the two-process setup now measure 3,600 to
-7,200 events/s on this box.  Four batches of five runs on 2026-11-23 had medians of 3,963,
-4,149, 5,125 (`serve`, above) and 5,581; over all 20 runs the median is ~4,900 and 9 of them
-reached 5,000.
+7,200 events/s on this box.  Six batches of five runs on 2026-11-23 had medians of 3,963,
+4,038, 4,085, 4,149, 5,125 and 5,581 (the table above is the last batch); over all 30 runs the
+median is 4,389 and 10 of them reached 5,000.
 
 What limits it now: CPU, on a box whose two vCPUs do not give two cores' worth of work when
 both are busy (single-threaded speed is steady; the same build spends ~130-240 µs of HTTP-side
