@@ -438,16 +438,6 @@ def parallel_factor() -> float:
     return sum(both) / 2 / alone
 
 
-def process_cpu(pid: int) -> float:
-    """User+system CPU seconds of a running process so far (0.0 where ``/proc`` is missing)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def stop_worker(proc: subprocess.Popen[bytes]) -> float:
     """Stop it gracefully; its user+system CPU seconds."""
     proc.send_signal(signal.SIGTERM)
@@ -490,7 +480,9 @@ def served_http(system: System, data: Path, plan: Sequence[tuple[str, str, bool,
                 time.sleep(0.05)
         if front == "split":
             worker = start_worker(data, workers, python)
-            worker_start_cpu = process_cpu(worker.pid)  # imports and setup: not per event
+            from send_bench import proc_cpu  # here: the worker imports this module too
+
+            worker_start_cpu = proc_cpu(worker.pid)  # imports and setup: not per event
         load = subprocess.Popen([*me, "--role", "load", "--port", str(port), "--connections",
                                  str(connections), "--requests", str(tmp / "requests"),
                                  "--out", str(tmp / "load.json")])

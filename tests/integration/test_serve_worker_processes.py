@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ from lunamail.lib.tracklinks import TrackingLinks
 from lunamail.runtime.bootstrap import System, bootstrap_in
 from lunamail.runtime.presence import workers_running
 from lunamail.services.reports import api as reports
+from tests.support.motoserver import free_port
 
 WAIT = 30.0  # bound on every wait (a failure, never a measurement)
 ACCOUNT = "default"
@@ -36,13 +36,6 @@ CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/124.0.0.0 Safari/537.36"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _alive(pid: int) -> bool:
@@ -107,7 +100,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
     for name in [k for k in os.environ if k.startswith("LUNAMAIL_")]:
         monkeypatch.delenv(name)  # the child loads its settings from the environment
     system = bootstrap_in(tmp_path / "data")
-    port = _free_port()
+    port = free_port()
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     failure: list[BaseException] = []
@@ -233,7 +226,7 @@ def test_a_memory_store_keeps_the_workers_in_process(tmp_path: Path) -> None:
     """A worker process could not see a store that lives in this process's memory."""
     with (bootstrap_in(tmp_path / "data", settings_overrides={"store": "memory"}) as system,
           pytest.raises(ValueError, match="memory store")):
-        asyncio.run(serve_all(system, port=_free_port(), worker_processes=1))
+        asyncio.run(serve_all(system, port=free_port(), worker_processes=1))
     env = {"LUNAMAIL_DATA_DIR": str(tmp_path / "cli"), "LUNAMAIL_STORE": "memory", "COLUMNS": "200"}
     refused = CliRunner().invoke(app, ["serve", "--worker-processes", "1"], env=env)
     assert refused.exit_code != 0
