@@ -6,6 +6,7 @@ from typing import Literal
 
 import pytest
 
+from lunamail.lib import bots
 from lunamail.lib.bots import classify
 
 CHROME = (
@@ -119,3 +120,26 @@ def test_unrelated_headers_do_not_matter() -> None:
     headers = {"Accept": "image/avif,image/webp,*/*", "Purpose": "navigate", "X-Moz": "other"}
     assert classify(method="GET", user_agent=CHROME, ip="1.2.3.4", seconds_since_send=3600,
                     kind="open", headers=headers) == (False, "")
+
+
+@pytest.mark.parametrize("ip", ["17.58.0.1", "203.0.113.9"])
+def test_a_remembered_user_agent_gets_the_same_verdict(ip: str) -> None:
+    """The per-User-Agent memo must not change any verdict, nor mix up what depends on the
+    address (a bare Mozilla/5.0 is Apple's proxy only from Apple's network)."""
+    agents = ["Mozilla/5.0", "GoogleImageProxy", "Mozilla/5.0 (Windows NT 10.0) Chrome/124.0",
+              "", "  ", "SomeBot/1.0", "curl/8.1"]
+    first = [classify(method="GET", user_agent=a, ip=ip, seconds_since_send=60.0, kind="click")
+             for a in agents]
+    again = [classify(method="GET", user_agent=a, ip=ip, seconds_since_send=60.0, kind="click")
+             for a in agents]
+    assert first == again
+    assert first[0] == (True, "apple-mail-privacy" if ip.startswith("17.") else "generic-user-agent")
+    soon = classify(method="GET", user_agent=agents[2], ip=ip, seconds_since_send=1.0, kind="click")
+    assert soon == (True, "click-too-soon")  # the time rule still applies after the memo
+
+
+def test_very_long_user_agents_are_not_remembered() -> None:
+    long_agent = "Mozilla/5.0 " + "x" * 600 + " SomeBot"
+    assert classify(method="GET", user_agent=long_agent, ip="", seconds_since_send=None,
+                    kind="open") == (True, "crawler")
+    assert long_agent not in bots._UA_SEEN

@@ -28,6 +28,7 @@ from lunamail.entrypoints.cli.common import err_console, fail
 from lunamail.entrypoints.cli.context import get_app
 from lunamail.entrypoints.http.app import create_app
 from lunamail.entrypoints.http.routes_tracking import TrackingFront
+from lunamail.entrypoints.http.tracking_protocol import tracking_protocol as bound_tracking_protocol
 from lunamail.runtime.bootstrap import System
 from lunamail.runtime.supervisor import WorkerProcesses
 
@@ -51,12 +52,15 @@ async def serve_all(
     stop: asyncio.Event | None = None,
     log_level: str = "info",
     worker_processes: int = 0,
+    tracking_protocol: bool = True,
 ) -> None:
     """Run the API (and the workers) until ``stop`` is set or a signal arrives.
 
     With ``workers`` the handlers run in this process when ``worker_processes`` is 0,
     else in that many child processes (started, restarted and stopped here).
-    ``stop`` lets tests and embedders end it without signals.  When the web server
+    ``stop`` lets tests and embedders end it without signals.  ``tracking_protocol`` answers
+    pixel and click requests below ASGI (:mod:`lunamail.entrypoints.http.tracking_protocol`);
+    off, they take the ASGI path (the benchmark's baseline).  When the web server
     exits on its own (e.g. the port is taken) the workers are stopped too.
     """
     if worker_processes < 0:
@@ -66,10 +70,13 @@ async def serve_all(
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     app = create_app(system)
-    # The tracking front also in front of FastAPI's own per-request layers (see TrackingFront).
+    # The tracking front also in front of FastAPI's own per-request layers (see TrackingFront);
+    # with the tracking protocol, pixels and clicks on plain keep-alive connections do not
+    # even reach ASGI.
     config = uvicorn.Config(
         TrackingFront(app, state=app.state), host=host, port=port, log_level=log_level,
         lifespan="off", access_log=False,
+        http=bound_tracking_protocol(app.state) if tracking_protocol else "auto",
     )
     server = _Server(config)
     children = WorkerProcesses(system.settings, worker_processes) if workers and worker_processes else None

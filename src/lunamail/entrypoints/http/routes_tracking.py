@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -38,6 +40,8 @@ from lunamail.entrypoints.http.errors import ErrorRoute, install_error_handlers
 from lunamail.ports.deps import Deps
 from lunamail.services.tracking import api as tracking
 from lunamail.services.tracking import pages
+
+log = logging.getLogger("lunamail.tracking")
 
 router = APIRouter(tags=["tracking"], route_class=ErrorRoute, include_in_schema=False)
 
@@ -93,19 +97,30 @@ class GroupCommit:
         self.loop = asyncio.get_running_loop()  # its futures and writer belong to this loop
         self.publish = publish
         self._max_batch = max_batch
-        self._pending: list[tuple[Message | Later, asyncio.Future[None]]] = []
+        self._pending: list[tuple[Message | Later, Callable[[BaseException | None], None]]] = []
         self._writer: asyncio.Task[None] | None = None
 
     async def emit(self, message: Message | Later) -> None:
         """Return once ``message`` is published (durable); raise what publishing raised."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((message, done))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write())
+        done: asyncio.Future[None] = self.loop.create_future()
+
+        def finished(exc: BaseException | None) -> None:
+            if not done.done():
+                done.set_result(None) if exc is None else done.set_exception(exc)
+
+        self.submit(message, finished)
         await done
 
+    def submit(self, message: Message | Later, finished: Callable[[BaseException | None], None]) -> None:
+        """Queue ``message``; ``finished(None)`` runs on the loop once it is durable, or
+        ``finished(exc)`` when its write failed.  The callback form of :meth:`emit`, for
+        callers without a coroutine (the tracking protocol)."""
+        self._pending.append((message, finished))
+        if self._writer is None:
+            self._writer = self.loop.create_task(self._write())
+
     async def _write(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         try:
             while self._pending:
                 batch = self._pending[: self._max_batch]
@@ -113,18 +128,23 @@ class GroupCommit:
                 try:
                     await loop.run_in_executor(None, self.publish, [m for m, _ in batch])
                 except Exception as exc:  # every request of this write answers 500
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_exception(exc)
+                    _tell(batch, exc)
                 else:
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_result(None)
+                    _tell(batch, None)
         finally:
             self._writer = None
 
 
-def _committer_of(state: Any) -> tuple[ApiContext, GroupCommit]:
+def _tell(batch: Sequence[tuple[Any, Callable[[BaseException | None], None]]],
+          exc: BaseException | None) -> None:
+    for _, finished in batch:
+        try:
+            finished(exc)
+        except Exception:  # one broken callback must not keep the others from their answer
+            log.exception("tracking: a publish callback failed")
+
+
+def committer_of(state: Any) -> tuple[ApiContext, GroupCommit]:
     """The app's context and its group-commit publisher (made on first use, and again
     when the context's publish was swapped, e.g. by a test, or the app is served from
     another event loop, as a test client does).  Kept on the context: one lookup in the
@@ -168,22 +188,58 @@ def _not_found() -> HTMLResponse:
     return HTMLResponse(pages.not_found_page(), status_code=404, headers=_PAGE_HEADERS)
 
 
-async def _open(state: Any, token: str, hit: tracking.Hit) -> Response:
-    ctx, commit = _committer_of(state)
-    opened = tracking.record_open(ctx.deps, token, hit)
-    if opened is not None:
-        await commit.emit(opened)
-    return _Prebuilt(200, PIXEL_GIF, _PIXEL_HEADERS)
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a pixel or click request gets, and the event to make durable before answering
+    (None: nothing to count, e.g. a forged pixel token, which still gets its GIF)."""
+
+    status: int
+    body: bytes
+    raw_headers: list[tuple[bytes, bytes]]
+    event: Message | None
 
 
-async def _click(state: Any, token: str, hit: tracking.Hit) -> Response:
-    ctx, commit = _committer_of(state)
+_NOT_FOUND_HEADERS = _raw({**_PAGE_HEADERS, "content-type": "text/html; charset=utf-8"})
+
+
+def answer_open(ctx: ApiContext, token: str, hit: tracking.Hit) -> Answer:
+    """Always the GIF (a broken image would only draw attention); counted when the token is good."""
+    return Answer(200, PIXEL_GIF, _PIXEL_HEADERS, tracking.record_open(ctx.deps, token, hit))
+
+
+def answer_click(ctx: ApiContext, token: str, hit: tracking.Hit) -> Answer:
+    """302 to the signed URL; a bad token gets the 404 page, never a redirect."""
     clicked = tracking.record_click(ctx.deps, token, hit)
     if clicked is None:
-        return _not_found()
-    await commit.emit(clicked)
+        body = pages.not_found_page().encode()
+        return Answer(404, body, [(b"content-length", str(len(body)).encode()), *_NOT_FOUND_HEADERS],
+                      None)
     location = quote(clicked.url, safe=_URL_SAFE).encode("latin-1")
-    return _Prebuilt(302, b"", _REDIRECT_HEADERS, [(b"location", location)])
+    return Answer(302, b"", [*_REDIRECT_HEADERS, (b"location", location)], clicked)
+
+
+Answerer = Callable[[ApiContext, str, tracking.Hit], Answer]
+
+
+def tracking_answerer(path: str) -> tuple[Answerer, str] | None:
+    """``(answer function, token)`` when ``path`` (without the root path) is a pixel or a
+    click URL, else None: the one routing rule of :class:`TrackingFront` and the tracking
+    protocol."""
+    if path.startswith("/o/") and path.endswith(".gif") and len(path) > 7:
+        token, answer = path[3:-4], answer_open
+    elif path.startswith("/c/") and len(path) > 3:
+        token, answer = path[3:], answer_click
+    else:
+        return None
+    return None if "/" in token else (answer, token)
+
+
+async def _answered(state: Any, answer: Answerer, token: str, hit: tracking.Hit) -> Response:
+    ctx, commit = committer_of(state)
+    found = answer(ctx, token, hit)
+    if found.event is not None:
+        await commit.emit(found.event)
+    return _Prebuilt(found.status, found.body, found.raw_headers)
 
 
 # The context is read from app.state directly: a ``Depends`` on a sync function costs a
@@ -191,13 +247,13 @@ async def _click(state: Any, token: str, hit: tracking.Hit) -> Response:
 @router.api_route("/o/{token}.gif", methods=["GET", "HEAD"])
 async def open_pixel(token: str, request: Request) -> Response:
     """Always the GIF (a broken image would only draw attention); counted when the token is good."""
-    return await _open(request.app.state, token, _hit(request))
+    return await _answered(request.app.state, answer_open, token, _hit(request))
 
 
 @router.api_route("/c/{token}", methods=["GET", "HEAD"])
 async def click(token: str, request: Request) -> Response:
     """302 to the signed URL; HEAD redirects too but is counted as a machine."""
-    return await _click(request.app.state, token, _hit(request))
+    return await _answered(request.app.state, answer_click, token, _hit(request))
 
 
 class TrackingFront:
@@ -225,18 +281,15 @@ class TrackingFront:
             root: str = scope.get("root_path", "")
             if root and path.startswith(root):
                 path = path[len(root):]
-            handler = None
-            if path.startswith("/o/") and path.endswith(".gif") and len(path) > 7:
-                token, handler = path[3:-4], _open
-            elif path.startswith("/c/") and len(path) > 3:
-                token, handler = path[3:], _click
-            if handler is not None and "/" not in token:
+            found = tracking_answerer(path)
+            if found is not None:
+                answer, token = found
                 headers = Headers(scope=scope)
                 client = scope.get("client")
                 hit = tracking.Hit(method=scope["method"], user_agent=headers.get("user-agent", ""),
                                    ip=client[0] if client else "", headers=headers)
                 state = self.state if self.state is not None else scope["app"].state
-                response = await handler(state, token, hit)
+                response = await _answered(state, answer, token, hit)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
