@@ -554,6 +554,23 @@ class ItemStoreContract:
         assert store.get(pk, "A") is None and store.get(pk, "B") is None
         assert store.get(pk, "EXISTS") == {"pk": pk, "sk": "EXISTS"}
 
+    def test_transact_update_sets_marks_unless_one_is_set(self, store: ItemStore, pk: str) -> None:
+        # The reports' exactly-once marks: several flags set on one item in a transaction,
+        # on the condition that none of them is set yet (sixteen conditions at once).
+        def mark(names: list[str]) -> Update:
+            flags = dict.fromkeys(names, 1)
+            return Update(pk, "EV", set={**flags, "ttl": 2**40}, condition=Condition(not_equals=flags))
+
+        store.transact([mark([f"e{c}" for c in "0123456789abcdef"]), Update(pk, "N", add={"n": 16})])
+        with pytest.raises(TransactionCancelled) as err:
+            store.transact([Update(pk, "N", add={"n": 2}), mark(["ex", "ef"])])
+        assert err.value.reasons == ["", "ConditionalCheckFailed"]
+        store.transact([Update(pk, "N", add={"n": 2}), mark(["ex", "ey"])])
+        item = store.get(pk, "EV")
+        assert item is not None and sorted(n for n in item if n.startswith("e")) == sorted(
+            [f"e{c}" for c in "0123456789abcdef"] + ["ex", "ey"])
+        assert store.get(pk, "N") == {"pk": pk, "sk": "N", "n": 18}
+
     def test_transact_limits(self, store: ItemStore, pk: str) -> None:
         with pytest.raises(LimitExceeded):
             store.transact([Put({"pk": pk, "sk": f"{i}"}) for i in range(101)])

@@ -66,3 +66,30 @@ def test_closed_queue_refuses_work(tmp_path: Path) -> None:
     q.close()
     with pytest.raises(QueueError, match="closed"):
         q.send("a", b"x")
+
+
+def test_ack_and_receive_acks_and_claims_in_one_go(tmp_path: Path) -> None:
+    clock = FakeClock()
+    with SqliteQueue(tmp_path / "q.db", clock=clock) as q:
+        q.send_many([("a", b"%d" % i) for i in range(5)] + [("b", b"other")])
+        first = q.receive(["a"], max_messages=2, visibility_timeout=30)
+        nxt = q.ack_and_receive(first, ["a"], max_messages=2, visibility_timeout=30)
+        assert [m.body for m in nxt] == [b"2", b"3"]
+        assert q.depth() == {"a": 3, "b": 1}  # the first two are gone, the next two hidden
+        last = q.ack_and_receive(nxt, ["a"], max_messages=10, visibility_timeout=30)
+        assert [m.body for m in last] == [b"4"]
+        assert q.ack_and_receive(last, ["a"], max_messages=10) == []  # nothing left: acks alone
+        assert q.depth() == {"b": 1}
+
+
+def test_ack_and_receive_ignores_a_stale_receipt(tmp_path: Path) -> None:
+    clock = FakeClock()
+    with SqliteQueue(tmp_path / "q.db", clock=clock) as q:
+        q.send("a", b"x")
+        [old] = q.receive(["a"], visibility_timeout=1)
+        clock.advance(2)
+        assert [m.body for m in q.receive(["a"], visibility_timeout=30)] == [b"x"]  # redelivered
+        q.send("a", b"y")
+        # the first worker finished late: its ack must not delete the new claim
+        assert [m.body for m in q.ack_and_receive([old], ["a"], visibility_timeout=30)] == [b"y"]
+        assert q.depth() == {"a": 2}

@@ -113,14 +113,15 @@ def test_a_poison_message_fails_alone_and_is_dead_lettered(system: System) -> No
 
 
 class NoAckMany:
-    """A Queue without the optional ``ack_many`` (e.g. an adapter written before it)."""
+    """A Queue without the optional ``ack_many`` and ``ack_and_receive`` (e.g. an adapter
+    written before them)."""
 
     def __init__(self, inner: Queue) -> None:
         self.inner = inner
         self.acks = 0
 
     def __getattr__(self, name: str) -> Any:
-        if name == "ack_many":
+        if name in ("ack_many", "ack_and_receive"):
             raise AttributeError(name)
         return getattr(self.inner, name)
 
@@ -146,3 +147,32 @@ def test_batches_can_be_switched_off(system: System) -> None:
     assert runtime.run_until_idle(timeout=30)
     assert all(len(c) == 1 for c in SEEN.calls)
     assert sorted(c[0] for c in SEEN.calls) == list(range(20))
+
+
+class CountingQueue:
+    """The SQLite queue, counting how batches were claimed."""
+
+    def __init__(self, inner: Queue) -> None:
+        self.inner = inner
+        self.fused = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def ack_and_receive(self, done: Sequence[Received], queues: Sequence[str] | None = None,
+                        **kw: Any) -> list[Received]:
+        got: list[Received] = self.inner.ack_and_receive(done, queues, **kw)  # type: ignore[attr-defined]
+        self.fused += bool(got)
+        return got
+
+
+def test_a_batch_ack_claims_the_next_batch_of_its_queue(system: System) -> None:
+    queue = CountingQueue(system.queue)
+    system.bus.publish([Item(account="a", n=i) for i in range(230)])
+    runtime = Runtime(queue, ROUTER, system.deps, bus=system.bus, concurrency=4)
+    assert runtime.run_until_idle(timeout=30)
+    assert system.queue.depth() == {}
+    assert sorted(n for call in SEEN.calls for n in call) == list(range(230))
+    assert [len(c) for c in SEEN.calls] == [50, 50, 50, 50, 30]
+    assert queue.fused == 4  # every batch after the first came with the previous one's ack
+    assert runtime.stats.processed == 230

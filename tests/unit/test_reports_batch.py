@@ -200,3 +200,81 @@ def test_a_marker_written_between_read_and_write_falls_back_to_one_by_one() -> N
     assert snapshot(deps) == snapshot(expected)
     assert api.campaign_report(deps, A, C)["opened"] == {
         "unique": 30, "total": 60, "machine": 0, "machine_unique": 0}
+
+
+class CountingStore(MemoryItemStore):
+    """Counts transactions and their operations."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock=clock)
+        self.transactions: list[int] = []
+
+    def transact(self, ops: Sequence[WriteOp]) -> None:
+        self.transactions.append(len(ops))
+        super().transact(ops)
+
+
+def counting_deps() -> tuple[Deps, CountingStore]:
+    base = make_deps()
+    assert isinstance(base.clock, FakeClock)
+    store = CountingStore(base.clock)
+    return Deps(settings=base.settings, store=store, blobs=base.blobs, clock=base.clock,
+                secrets=base.secrets), store
+
+
+def opens(ids: Sequence[str], readers: int = 5) -> list[Opened]:
+    return [Opened(account=A, campaign=C, email=f"r{i % readers}@x.org", machine=False, at=T0, id=eid)
+            for i, eid in enumerate(ids)]
+
+
+def test_sixteen_consecutive_event_ids_share_one_mark_item_and_a_batch_one_transaction() -> None:
+    deps, store = counting_deps()
+    msgs = opens([f"0123456789abcdef{i:08x}" for i in range(200)])
+    handlers.on_opened_batch(msgs, deps)
+    assert len(store.transactions) == 1
+    marks = deps.store.query(k.report_pk(A, C), prefix=k.EVENTS, limit=1000).items
+    assert len(marks) == 13  # 200 ids / 16 per item, rounded up
+    assert sorted(eid for m in marks for eid in k.marked_events(m["sk"], m)) == sorted(
+        f"open#{m.id}" for m in msgs)
+    shards = [i for i in deps.store.query(k.report_pk(A, C), prefix="STATS#", limit=100).items]
+    assert len(shards) == 1  # a batch adds its counts to one shard item
+    assert api.campaign_report(deps, A, C)["opened"] == {
+        "unique": 5, "total": 200, "machine": 0, "machine_unique": 0}
+
+
+def test_a_redelivered_event_counts_once_whichever_path_sees_it() -> None:
+    deps, _store = counting_deps()
+    msgs = opens([f"abc{i:04x}" for i in range(40)])
+    handlers.on_opened_batch(msgs[:20], deps)
+    for m in msgs[:25]:  # redelivered one by one, with five new ones
+        handlers.on_opened(m, deps)
+    handlers.on_opened_batch(list(reversed(msgs)), deps)  # everything again, plus the rest
+    handlers.on_opened_batch(msgs, deps)
+    assert api.campaign_report(deps, A, C)["opened"]["total"] == 40
+
+
+def test_more_ids_on_one_mark_item_than_one_update_carries() -> None:
+    # ids that differ only in a last character that is not hex: 60 marks on one item,
+    # written MARKS_PER_OP at a time
+    chars = "".join(chr(c) for c in range(ord("A"), ord("A") + 60))
+    msgs = opens([f"same-prefix-{c}" for c in chars])
+    deps, store = counting_deps()
+    handlers.on_opened_batch(msgs, deps)
+    assert len(store.transactions) >= -(-60 // handlers.MARKS_PER_OP)
+    handlers.on_opened_batch(msgs, deps)
+    for m in msgs:
+        handlers.on_opened(m, deps)
+    [item] = deps.store.query(k.report_pk(A, C), prefix=k.EVENTS, limit=10).items
+    assert len(list(k.marked_events(item["sk"], item))) == 60
+    assert api.campaign_report(deps, A, C)["opened"]["total"] == 60
+
+
+def test_an_event_counted_by_a_build_with_per_event_markers_is_not_counted_again() -> None:
+    deps, _store = counting_deps()
+    pk = k.report_pk(A, C)
+    [old, new] = opens(["old-1", "new-1"])
+    # what an older build wrote for an event it counted (then crashed before the ack)
+    deps.store.put({"pk": pk, "sk": f"{k.SEEN}open#old-1", "ttl": int(T0) + 86400})
+    handlers.on_opened_batch([old, new], deps)
+    handlers.on_opened(old, deps)
+    assert api.campaign_report(deps, A, C)["opened"]["total"] == 1

@@ -9,7 +9,11 @@ its queue's messages in batches instead, on a lane of its own: one claim of up
 to ``max_size`` messages, one call, one publish, one ack transaction (the queue's
 optional ``ack_many``).  Batches grow with the backlog: a queue has at most
 ``batch_parallel`` batches in flight, and what arrives meanwhile waits for the
-next claim.  A batch that raises is retried message by message at once, so a
+next claim.  After a batch that was not full, its queue waits ``batch_window`` (50 ms)
+before the next claim, so batches grow with the traffic instead of each paying its
+fixed costs for a few events.  With a queue that offers ``ack_and_receive``, a full
+batch's ack claims its queue's next batch in the same transaction, so a backlog drains
+without a poll round per batch.  A batch that raises is retried message by message at once, so a
 poison message fails (and dead-letters) alone, with its own attempts.
 
 The poller backs off from ``poll_min`` to ``poll_max`` while idle (CPU ~0) and
@@ -27,10 +31,11 @@ import os
 import signal
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from lunamail.domain.messages import from_json
 from lunamail.ports.deps import Deps
@@ -91,6 +96,7 @@ class Runtime:
         batches: bool = True,
         batch_parallel: int = 1,
         batch_threads: int = 1,
+        batch_window: float = 0.05,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -109,6 +115,11 @@ class Runtime:
         # batches of one queue at most in flight); the rest share per-message claims.
         self.batch_parallel = max(1, batch_parallel)
         self.batch_threads = max(1, batch_threads)
+        # After a batch that was not full, its queue is claimed again only this many seconds
+        # later (SQS's batching window): while events trickle in, batches grow instead of
+        # each costing its claim, transaction and ack for a few events.
+        self.batch_window = max(0.0, batch_window)
+        self._last_claim: dict[str, tuple[float, bool]] = {}  # queue -> (loop time, full)
         self._batch_specs: dict[str, BatchSpec] = {}
         if batches:
             for q in self.queues:
@@ -120,6 +131,8 @@ class Runtime:
         self.stats = RuntimeStats()
         self._lock = threading.Lock()
         self._idle = False
+        self._tasks: set[asyncio.Task[None]] = set()  # handler and batch tasks in flight
+        self._stop: asyncio.Event | None = None
         self._handler_pool: ThreadPoolExecutor | None = None
         self._batch_pool: ThreadPoolExecutor | None = None
         self._queue_pool: ThreadPoolExecutor | None = None
@@ -184,7 +197,8 @@ class Runtime:
         self._batch_pool = ThreadPoolExecutor(self.batch_threads, "lunamail-batch")
         remove_listener = self.bus.on_publish(notify)
         stopping = asyncio.ensure_future(stop.wait())
-        in_flight: set[asyncio.Task[None]] = set()
+        self._stop = stop
+        in_flight = self._tasks
         delay = self.poll_min
         try:
             while not stop.is_set():
@@ -194,6 +208,10 @@ class Runtime:
                     continue
                 wake.clear()
                 busy = {q for q, n in self._batches_in_flight.items() if n >= self.batch_parallel}
+                now = loop.time()
+                held = {q: t + self.batch_window - now for q, (t, full) in self._last_claim.items()
+                        if not full and now - t < self.batch_window}
+                busy.update(held)
                 claimed: list[tuple[str | None, list[Received]]] = []
                 if self._plain_queues or len(busy) < len(self._batch_specs):
                     try:
@@ -207,19 +225,18 @@ class Runtime:
                     delay = self.poll_min
                     for queue, recs in claimed:
                         if queue is None:
-                            tasks = [self._handle(rec) for rec in recs]
+                            for rec in recs:
+                                self._start(self._handle(rec))
                         else:
-                            tasks = [self._handle_batch(queue, self._batch_specs[queue], recs)]
-                        for coro in tasks:
-                            task = asyncio.create_task(coro)
-                            in_flight.add(task)
-                            task.add_done_callback(in_flight.discard)
+                            self._start_batch(queue, recs)
                     continue
-                self._idle = not in_flight
+                # A batch queue skipped as busy was not asked, so it may hold work: not idle.
+                self._idle = not in_flight and not busy
                 woken = asyncio.ensure_future(wake.wait())
                 # A batch queue at its limit is polled again as soon as a batch finishes.
                 waits = {woken, stopping, *(in_flight if busy else ())}
-                await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+                timeout = min(delay, *held.values()) if held else delay
+                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 woken.cancel()
                 delay = min(delay * 2, self.poll_max)
         finally:
@@ -227,6 +244,7 @@ class Runtime:
             stopping.cancel()
             if in_flight:
                 log.info("finishing %d in-flight handler(s)", len(in_flight))
+            while in_flight:  # a batch that claimed its successor before the stop adds a task
                 await asyncio.gather(*in_flight, return_exceptions=True)
             for pool in (self._handler_pool, self._queue_pool, self._batch_pool):
                 pool.shutdown(wait=False)  # idle by now; a cancelled heartbeat may still finish
@@ -313,16 +331,32 @@ class Runtime:
                 out.append((None, recs))
         return out
 
+    def _start(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` as an in-flight task (the poller waits for these, and drains them
+        on stop)."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _start_batch(self, queue: str, recs: list[Received]) -> None:
+        """Count the batch against its queue's ``batch_parallel`` now, not when its task
+        first runs: a poll round in between must see the queue busy."""
+        self._batches_in_flight[queue] += 1
+        spec = self._batch_specs[queue]
+        self._last_claim[queue] = (asyncio.get_running_loop().time(), len(recs) >= spec.max_size)
+        self._start(self._handle_batch(queue, spec, recs))
+
     async def _handle_batch(self, queue: str, spec: BatchSpec, recs: list[Received]) -> None:
         finished = threading.Event()
         beat = asyncio.create_task(self._heartbeat_batch(recs, finished))
-        self._batches_in_flight[queue] += 1
         with self._lock:
             self.stats.in_flight += len(recs)
         try:
-            await asyncio.get_running_loop().run_in_executor(
+            following = await asyncio.get_running_loop().run_in_executor(
                 self._batch_pool, self._process_batch, spec, recs, finished
             )
+            if following:  # claimed with this batch's ack: its queue's next batch
+                self._start_batch(queue, following)
         except Exception:
             log.exception("queue error while settling a batch of %d on %s", len(recs), queue)
         finally:
@@ -332,11 +366,19 @@ class Runtime:
             with self._lock:
                 self.stats.in_flight -= len(recs)
 
-    def _process_batch(self, spec: BatchSpec, recs: list[Received], finished: threading.Event) -> None:
+    def _process_batch(
+        self, spec: BatchSpec, recs: list[Received], finished: threading.Event
+    ) -> list[Received]:
         """Decode, handle the batch, publish, ack all in one go (in a worker thread).  When
         the batch raises, each message is retried on its own right away (handlers are safe
         to run twice), so only the messages that fail alone are failed, with their own
-        attempts and dead-lettering."""
+        attempts and dead-lettering.
+
+        After a full batch (a backlog), with a queue that can (``ack_and_receive``), the
+        ack's transaction also claims the queue's next batch, which is returned to be
+        handled at once: a backlog drains with one queue transaction per batch, and its
+        claims never wait for the poller (nor compete with the handler thread for the GIL).
+        After a smaller batch the poller claims the next one, after ``batch_window``."""
         try:
             messages = [from_json(rec.body) for rec in recs]
             emitted = spec.handle(messages, self.deps)
@@ -346,7 +388,7 @@ class Runtime:
             if len(recs) == 1:
                 finished.set()
                 self._settle_failure(recs[0], exc)
-                return
+                return []
             log.warning(
                 "batch of %d on %s failed (%s); retrying its messages one by one",
                 len(recs), recs[0].queue, describe_error(exc).splitlines()[0],
@@ -356,16 +398,25 @@ class Runtime:
                     self._process(rec, threading.Event())
                 except Exception:
                     log.exception("queue error while settling message %s on %s", rec.id, rec.queue)
-            return
+            return []
         finished.set()
+        following: list[Received] = []
+        ack_and_receive = getattr(self.queue, "ack_and_receive", None)
         ack_many = getattr(self.queue, "ack_many", None)
-        if callable(ack_many):
+        stopping = self._stop is not None and self._stop.is_set()
+        if callable(ack_and_receive) and len(recs) >= spec.max_size and not stopping:
+            following = ack_and_receive(
+                recs, [recs[0].queue], max_messages=spec.max_size,
+                visibility_timeout=self.visibility_timeout,
+            )
+        elif callable(ack_many):
             ack_many(recs)
         else:
             for rec in recs:
                 self.queue.ack(rec)
         with self._lock:
             self.stats.processed += len(recs)
+        return following
 
     async def _handle(self, rec: Received) -> None:
         finished = threading.Event()

@@ -51,6 +51,8 @@ def check_key(pk: Any, sk: Any) -> tuple[str, str]:
 
 
 def _int_size(value: int) -> int:
+    if -100 < value < 100:  # at most two digits (counters, flags, marks): the common case
+        return 2
     if value < INT_MIN or value > INT_MAX:
         raise ValidationError("integer outside the 64-bit range")
     digits = str(value).lstrip("-").rstrip("0") or "0"

@@ -94,6 +94,17 @@ def _key(message_id: str) -> int | None:
         return None
 
 
+_IN_CHUNK = 500  # ids per ``IN (...)``, well under SQLite's limit on bound parameters
+
+
+def _chunks(ids: list[int]) -> Iterator[list[int]]:
+    """``ids`` in slices for one statement each: a statement over many rows is one call
+    (one release of the GIL, one step) where ``executemany`` makes one per row, and in a
+    busy worker each of those may wait for the GIL behind the handler thread."""
+    for i in range(0, len(ids), _IN_CHUNK):
+        yield ids[i : i + _IN_CHUNK]
+
+
 def backoff_delay(policy: RetryPolicy, attempts: int, rng: random.Random) -> float:
     """Delay before the next try after ``attempts`` tries: base * 2^(attempts-1), capped,
     then spread by +/- ``jitter`` so a burst of failures does not retry in lock-step."""
@@ -225,9 +236,23 @@ class SqliteQueue:
         max_messages: int = 10,
         visibility_timeout: float = 30.0,
     ) -> list[Received]:
-        if max_messages <= 0:
-            return []
-        if queues is not None and not queues:
+        return self.ack_and_receive(
+            (), queues, max_messages=max_messages, visibility_timeout=visibility_timeout
+        )
+
+    def ack_and_receive(
+        self,
+        done: Sequence[Received],
+        queues: Sequence[str] | None = None,
+        *,
+        max_messages: int = 10,
+        visibility_timeout: float = 30.0,
+    ) -> list[Received]:
+        """``ack_many(done)`` and ``receive(...)`` in one write transaction.  A worker that
+        drains a queue batch after batch then commits once per batch instead of twice:
+        on this file every commit also waits for the writers of other processes."""
+        if max_messages <= 0 or (queues is not None and not queues):
+            self.ack_many(done)
             return []
         now = self._clock.now()
         params: list[object] = [now]
@@ -239,6 +264,7 @@ class SqliteQueue:
         # An idle poller asks often: a plain read (no write lock, no transaction) answers
         # "nothing visible" without queueing behind writers of other processes.
         if db.execute(f"SELECT 1 FROM messages WHERE {where} LIMIT 1", params).fetchone() is None:
+            self.ack_many(done)
             return []
         out: list[Received] = []
         # One receipt for the whole claim: a fresh random token per receive is all the
@@ -246,6 +272,7 @@ class SqliteQueue:
         receipt = _receipt()
         visible_at = now + visibility_timeout
         with self._tx() as db:
+            self._delete_acked(db, done)
             while len(out) < max_messages:
                 rows = db.execute(
                     f"SELECT id, queue, body, attempts, enqueued_at FROM messages WHERE {where}"
@@ -263,11 +290,12 @@ class SqliteQueue:
                     out.append(
                         Received(str(mid), q, bytes(body), attempts + 1, receipt, enqueued_at)
                     )
-                db.executemany(
-                    "UPDATE messages SET visible_at = ?1, receipt = ?2, attempts = attempts + 1"
-                    " WHERE id = ?3",
-                    [(visible_at, receipt, mid) for (mid,) in claims],
-                )
+                for part in _chunks([mid for (mid,) in claims]):
+                    db.execute(
+                        "UPDATE messages SET visible_at = ?, receipt = ?, attempts = attempts + 1"
+                        f" WHERE id IN ({','.join('?' * len(part))})",
+                        [visible_at, receipt, *part],
+                    )
         return out
 
     def ack_many(self, msgs: Sequence[Received]) -> None:
@@ -275,10 +303,21 @@ class SqliteQueue:
         if not msgs:
             return
         with self._tx() as db:
-            db.executemany(
-                "DELETE FROM messages WHERE id = ? AND receipt = ?",
-                [(_key(m.id), m.receipt) for m in msgs],
-            )
+            self._delete_acked(db, msgs)
+
+    @staticmethod
+    def _delete_acked(db: sqlite3.Connection, msgs: Sequence[Received]) -> None:
+        by_receipt: dict[str, list[int]] = {}
+        for m in msgs:
+            key = _key(m.id)
+            if key is not None:
+                by_receipt.setdefault(m.receipt, []).append(key)
+        for receipt, keys in by_receipt.items():
+            for part in _chunks(keys):
+                db.execute(
+                    f"DELETE FROM messages WHERE receipt = ? AND id IN ({','.join('?' * len(part))})",
+                    [receipt, *part],
+                )
 
     def ack(self, msg: Received) -> None:
         with self._tx() as db:

@@ -37,6 +37,7 @@ from lunamail.ports.handlers import batch_handler
 from lunamail.ports.itemstore import (
     IF_ABSENT,
     MAX_TRANSACTION,
+    Condition,
     ConditionFailed,
     Item,
     Put,
@@ -70,7 +71,10 @@ __all__ = [
 ]
 
 MARKER_TTL = 45 * 86400  # dedupe markers outlive any redelivery by far
-BATCH_SIZE = 200  # messages per call of a batch handler (at most ~3 transactions of 100 ops)
+BATCH_SIZE = 200  # messages per call of a batch handler (usually one transaction)
+# Marks one update of an ``EV#`` item carries: one condition each, and DynamoDB caps a
+# condition expression at 4 KB (~85 characters per condition here).
+MARKS_PER_OP = 16
 _CONDITION = "ConditionalCheckFailed"
 
 
@@ -192,7 +196,7 @@ def on_cancelled(msg: CampaignCancelled, deps: Deps) -> list[Message]:
 # ---------------------------------------------------------------- per-recipient events
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _First:
     """A count that happens once per marker (e.g. the first human open of an address)."""
 
@@ -202,10 +206,20 @@ class _First:
     attrs: Mapping[str, Any] = field(default_factory=dict)
 
 
+_addrs: dict[str, str] = {}
+
+
 def _addr(raw: str) -> str:
-    """The address as the audience stores it, so markers of every source line up."""
-    normalized, _why = emails.check(raw)
-    return normalized or raw.strip()
+    """The address as the audience stores it, so markers of every source line up.  Memoised:
+    tracking events repeat the same few readers, and the check is a regex match."""
+    got = _addrs.get(raw)
+    if got is None:
+        normalized, _why = emails.check(raw)
+        got = normalized or raw.strip()
+        if len(_addrs) >= 50_000:
+            _addrs.clear()
+        _addrs[raw] = got
+    return got
 
 
 def _event_id(kind: str, given: str, *parts: object) -> str:
@@ -214,6 +228,18 @@ def _event_id(kind: str, given: str, *parts: object) -> str:
         return f"{kind}#{given}"
     digest = hashlib.sha1("\x1f".join(map(str, parts)).encode(), usedforsecurity=False)
     return f"{kind}#h{digest.hexdigest()[:24]}"
+
+
+def _mark_op(pk: str, sk: str, names: Iterable[str], ttl: int) -> Update:
+    """Record events as counted in their shared ``EV#`` item (:func:`.keys.event_mark`),
+    on the condition that none of them is recorded yet: the exactly-once check of a
+    tracking event, as a conditional put of its own marker item was."""
+    marks = dict.fromkeys(names, 1)
+    return Update(pk, sk, set={**marks, "ttl": ttl}, condition=Condition(not_equals=marks))
+
+
+def _marked(item: Item | None, name: str) -> bool:
+    return item is not None and item.get(name) == 1
 
 
 def _project(deps: Deps, account: str, campaign: str, email: str, at: float, *,
@@ -227,17 +253,22 @@ def _project(deps: Deps, account: str, campaign: str, email: str, at: float, *,
     shard = k.shard_of(email)
     minute = k.minute_of(at)
     remaining = list(firsts)
-    if event_id is not None and remaining:
+    mark_sk = mark = ""
+    if event_id is not None:
+        mark_sk, mark = k.event_mark(event_id)
         # Repeat opens and clicks are common: a cheap read of the markers spares the failed
-        # transaction and its retry.  A marker written in between still cancels the
-        # transaction, and the loop below handles that.
-        found = deps.store.get_many([(pk, f.sk) for f in remaining])
-        remaining = [f for f, item in zip(remaining, found, strict=True) if item is None]
+        # transaction and its retry.  It also finds the per-event ``SEEN#`` marker an older
+        # build wrote (an event it counted may be redelivered after an upgrade).  A marker
+        # written in between still cancels the transaction, and the loop below handles that.
+        found = deps.store.get_many([(pk, mark_sk), (pk, f"{k.SEEN}{event_id}"),
+                                     *((pk, f.sk) for f in remaining)])
+        if _marked(found[0], mark) or found[1] is not None:
+            return False
+        remaining = [f for f, item in zip(remaining, found[2:], strict=True) if item is None]
     while event_id is not None or remaining:
         ops: list[WriteOp] = []
         if event_id is not None:
-            ops.append(Put({"pk": pk, "sk": f"{k.SEEN}{event_id}",
-                            "ttl": int(deps.clock.now() + MARKER_TTL)}, IF_ABSENT))
+            ops.append(_mark_op(pk, mark_sk, (mark,), int(deps.clock.now() + MARKER_TTL)))
         counts: dict[str, int] = dict(add or {}) if event_id is not None else {}
         per_minute: dict[str, int] = dict(ts or {}) if event_id is not None else {}
         for f in remaining:
@@ -285,7 +316,7 @@ def _remember_link(deps: Deps, account: str, campaign: str, link: int, url: str)
     _known_links.add(key)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Plan:
     """What one per-recipient event counts: ``add``/``ts`` once per ``event_id`` (None: only
     per-marker counts), each ``_First`` once per marker."""
@@ -305,107 +336,174 @@ def _run(deps: Deps, plan: _Plan) -> bool:
                     event_id=plan.event_id, add=plan.add, ts=plan.ts, firsts=plan.firsts)
 
 
+_Todo = tuple[str, _Plan, list[_First]]
+"""(pk, plan, the first-markers it writes) of an event still to count."""
+
+
 def _project_many(deps: Deps, plans: Sequence[_Plan]) -> int:
     """Count a batch of events with the outcome of :func:`_project` once per event, in a few
     transactions.  Returns how many events counted something.
 
-    1. One ``get_many`` reads every marker the batch would write (``SEEN#{event}`` and the
-       ``U#`` first-markers); events already seen, and firsts already marked (or claimed by
-       an earlier event of the same batch), are dropped.
-    2. What is left is sorted by shard and packed into transactions of at most
-       ``MAX_TRANSACTION`` operations: the markers of some events (``IF_ABSENT``) plus one
-       counter update per shard item and minute item they touch, with the summed deltas.
+    1. One ``get_many`` reads every marker the batch would write: the ``EV#`` items that
+       record counted events (:func:`.keys.event_mark`) and the ``U#`` first-markers.
+       Events already counted, and firsts already marked (or claimed by an earlier event
+       of the same batch), are dropped.
+    2. What is left is packed into transactions of at most ``MAX_TRANSACTION`` operations:
+       one conditional update per ``EV#`` item recording its events (at most
+       ``MARKS_PER_OP``), the first-markers (``IF_ABSENT``), and the summed counts as one
+       update of one shard item and one of one minute item per report (and minute).
+       Sixteen events share an ``EV#`` item, so a batch of 200 usually takes one
+       transaction of ~15 operations.
 
-    Why markers and counters share each transaction (rather than ``put_many`` of the markers
-    then the counters): a crash between the two steps would leave markers whose counts are
-    lost, and a redelivery cannot tell them from counted ones.  With both in one
-    transaction, a transaction that committed is skipped by the redelivery's marker read,
-    one that did not left nothing behind: each event counts once however the batch is
-    retried or regrouped.  A marker written by someone else between the read and the write
+    The shard a count lands in does not matter (reads sum every shard); sharding is there
+    so that concurrent writers rarely touch one item.  A batch therefore adds everything
+    to a single shard, picked by its first recipient, instead of to each recipient's own:
+    two updates per transaction rather than up to twenty (each re-reads, re-checks and
+    re-writes a whole counter item), which is most of the cost of a small batch.
+
+    Why marks and counters share each transaction (rather than writing the marks first):
+    a crash between the two steps would leave marks whose counts are lost, and a
+    redelivery cannot tell them from counted ones.  With both in one transaction, a
+    transaction that committed is skipped by the redelivery's read, one that did not
+    left nothing behind: each event counts once however the batch is retried or
+    regrouped.  A mark or marker written by someone else between the read and the write
     (a concurrent redelivery) cancels that transaction only; its events then go through
     :func:`_project` one by one, which settles each exactly."""
-    seen_keys: dict[tuple[str, str], None] = {}
+    pk_of: dict[tuple[str, str], str] = {}
+    pks: list[str] = []
+    reads: dict[tuple[str, str], None] = {}
+    kinds: dict[tuple[str, str], None] = {}
     for plan in plans:
-        pk = report_pk(plan.account, plan.campaign)
-        if plan.event_id is not None:
-            seen_keys[(pk, f"{k.SEEN}{plan.event_id}")] = None
+        pk = pk_of.get((plan.account, plan.campaign))
+        if pk is None:
+            pk = pk_of[(plan.account, plan.campaign)] = report_pk(plan.account, plan.campaign)
+        pks.append(pk)
+        eid = plan.event_id
+        if eid is not None:
+            reads[(pk, k.event_mark(eid)[0])] = None
+            kinds[(pk, eid[: eid.find("#") + 1])] = None
         for f in plan.firsts:
-            seen_keys[(pk, f.sk)] = None
-    keys = list(seen_keys)
-    taken = {key for key, item in zip(keys, deps.store.get_many(keys), strict=True) if item is not None}
-    todo: list[tuple[int, str, _Plan, list[_First]]] = []
-    for plan in plans:
-        pk = report_pk(plan.account, plan.campaign)
-        if plan.event_id is not None:
-            key = (pk, f"{k.SEEN}{plan.event_id}")
-            if key in taken:
+            reads[(pk, f.sk)] = None
+    old = _old_markers(deps, kinds)
+    if old:
+        for plan, pk in zip(plans, pks, strict=True):
+            eid = plan.event_id
+            if eid is not None and (pk, eid[: eid.find("#") + 1]) in old:
+                reads[(pk, f"{k.SEEN}{eid}")] = None
+    keys = list(reads)
+    taken: set[tuple[str, str]] = set()  # markers that exist: U# firsts, old SEEN# markers
+    counted_ids: set[tuple[str, str]] = set()  # (pk, event id) recorded in EV# items
+    for (pk, sk), item in zip(keys, deps.store.get_many(keys), strict=True):
+        if item is None:
+            continue
+        if sk.startswith(k.EVENTS):
+            counted_ids.update((pk, eid) for eid in k.marked_events(sk, item))
+        else:
+            taken.add((pk, sk))
+    todo: list[_Todo] = []
+    for plan, pk in zip(plans, pks, strict=True):
+        eid = plan.event_id
+        if eid is not None:
+            key = (pk, eid)
+            if key in counted_ids or (old and (pk, f"{k.SEEN}{eid}") in taken):
                 continue  # counted before (or earlier in this batch)
-            taken.add(key)
+            counted_ids.add(key)
         firsts = [f for f in plan.firsts if (pk, f.sk) not in taken]
         taken.update((pk, f.sk) for f in firsts)
-        if plan.event_id is None and not firsts:
+        if eid is None and not firsts:
             continue
-        todo.append((k.shard_of(plan.email), pk, plan, firsts))
-    todo.sort(key=lambda t: (t[1], t[0]))
+        todo.append((pk, plan, firsts))
+    # By report, then by event id: the marks of one EV# item go together.
+    todo.sort(key=lambda t: (t[0], t[1].event_id or ""))
     counted = 0
-    chunk: list[tuple[int, str, _Plan, list[_First]]] = []
-    updates: set[tuple[str, str]] = set()
+    chunk: list[_Todo] = []
+    counters: set[tuple[str, int]] = set()  # (pk, -1): its shard; (pk, minute): a minute
+    items: dict[tuple[str, str], int] = {}  # EV# item -> marks in this chunk
     markers = 0
     for entry in todo:
-        shard, pk, plan, firsts = entry
-        minute = k.minute_of(plan.at)
-        new = {(pk, k.shard_sk(shard))}
-        if (plan.event_id is not None and plan.ts) or any(f.ts for f in firsts):
-            new.add((pk, k.ts_sk(minute, shard % k.TS_SHARDS)))
-        need = int(plan.event_id is not None) + len(firsts)
-        if chunk and markers + need + len(updates | new) > MAX_TRANSACTION:
+        pk, plan, firsts = entry
+        eid = plan.event_id
+        shard_key = (pk, -1)
+        ts_key = None
+        if (eid is not None and plan.ts) or any(f.ts for f in firsts):
+            ts_key = (pk, k.minute_of(plan.at))
+        holder = None if eid is None else (pk, eid[:-1])
+        in_item = items.get(holder, 0) if holder is not None else 0
+        ops = (markers + len(firsts) + len(items) + int(holder is not None and not in_item)
+               + len(counters) + (shard_key not in counters)
+               + (ts_key is not None and ts_key not in counters))
+        if chunk and (in_item >= MARKS_PER_OP or ops > MAX_TRANSACTION):
             counted += _commit_chunk(deps, chunk)
-            chunk, updates, markers = [], set(), 0
+            chunk, counters, items, markers, in_item = [], set(), {}, 0, 0
         chunk.append(entry)
-        updates |= new
-        markers += need
+        counters.add(shard_key)
+        if ts_key is not None:
+            counters.add(ts_key)
+        markers += len(firsts)
+        if holder is not None:
+            items[holder] = in_item + 1
     if chunk:
         counted += _commit_chunk(deps, chunk)
     return counted
 
 
-def _commit_chunk(deps: Deps, chunk: Sequence[tuple[int, str, _Plan, list[_First]]]) -> int:
-    """One transaction: the chunk's markers (``IF_ABSENT``) and its summed counter updates."""
+def _old_markers(deps: Deps, kinds: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (report, ``kind#``) pairs whose report holds per-event ``SEEN#kind#…`` markers of
+    a build before ``EV#`` items: one short query each, so a new report (none) costs no
+    per-event read, and an event counted before an upgrade is still found."""
+    return {(pk, kind) for pk, kind in kinds
+            if deps.store.query(pk, prefix=f"{k.SEEN}{kind}", limit=1).items}
+
+
+def _commit_chunk(deps: Deps, chunk: Sequence[_Todo]) -> int:
+    """One transaction: the chunk's marks and markers (conditional) and its summed counts,
+    in one shard item per report (the shard of its first recipient; see
+    :func:`_project_many`) and one minute item per report and minute."""
     ttl = int(deps.clock.now() + MARKER_TTL)
     ops: list[WriteOp] = []
-    shard_add: dict[tuple[str, str], dict[str, int]] = {}
-    ts_add: dict[tuple[str, str], tuple[int, dict[str, int]]] = {}
-    for shard, pk, plan, firsts in chunk:
-        counts = shard_add.setdefault((pk, k.shard_sk(shard)), {})
-        minute = k.minute_of(plan.at)
-        per_minute: dict[str, int] = {}
-        if plan.event_id is not None:
-            ops.append(Put({"pk": pk, "sk": f"{k.SEEN}{plan.event_id}", "ttl": ttl}, IF_ABSENT))
-            _sum_into(counts, plan.add.items())
-            _sum_into(per_minute, plan.ts.items())
+    marks: dict[tuple[str, str], list[str]] = {}
+    shard_add: dict[str, tuple[int, dict[str, int]]] = {}
+    ts_add: dict[tuple[str, int], dict[str, int]] = {}
+    for pk, plan, firsts in chunk:
+        held = shard_add.get(pk)
+        if held is None:
+            held = shard_add[pk] = (k.shard_of(plan.email), {})
+        shard, counts = held
+        per_minute: dict[str, int] | None = None
+        eid = plan.event_id
+        if eid is not None:
+            sk, name = k.event_mark(eid)
+            marks.setdefault((pk, sk), []).append(name)
+            for attr, n in plan.add.items():
+                counts[attr] = counts.get(attr, 0) + n
+            if plan.ts:
+                per_minute = ts_add.setdefault((pk, k.minute_of(plan.at)), {})
+                for attr, n in plan.ts.items():
+                    per_minute[attr] = per_minute.get(attr, 0) + n
         for f in firsts:
             ops.append(Put({"pk": pk, "sk": f.sk, "email": plan.email, "at": plan.at, **f.attrs},
                            IF_ABSENT))
-            _sum_into(counts, f.add.items())
-            _sum_into(per_minute, f.ts.items())
-        if per_minute:
-            _, acc = ts_add.setdefault((pk, k.ts_sk(minute, shard % k.TS_SHARDS)), (minute, {}))
-            _sum_into(acc, per_minute.items())
-    for (pk, sk), counts in shard_add.items():
-        ops.append(Update(pk, sk, add={**counts, "v": 1}))
-    for (pk, sk), (minute, acc) in ts_add.items():
-        ops.append(Update(pk, sk, add=acc, set={"minute": minute}))
+            for attr, n in f.add.items():
+                counts[attr] = counts.get(attr, 0) + n
+            if f.ts:
+                if per_minute is None:
+                    per_minute = ts_add.setdefault((pk, k.minute_of(plan.at)), {})
+                for attr, n in f.ts.items():
+                    per_minute[attr] = per_minute.get(attr, 0) + n
+    for (pk, sk), names in marks.items():
+        ops.append(_mark_op(pk, sk, names, ttl))
+    for pk, (shard, counts) in shard_add.items():
+        ops.append(Update(pk, k.shard_sk(shard), add={**counts, "v": 1}))
+        for (ts_pk, minute), acc in ts_add.items():
+            if ts_pk == pk:
+                ops.append(Update(pk, k.ts_sk(minute, shard % k.TS_SHARDS), add=acc,
+                                  set={"minute": minute}))
     try:
         deps.store.transact(ops)
         return len(chunk)
     except TransactionCancelled as e:
         _only_conditions(e)
-    return sum(_run(deps, plan) for _shard, _pk, plan, _firsts in chunk)
-
-
-def _sum_into(into: dict[str, int], items: Iterable[tuple[str, int]]) -> None:
-    for name, n in items:
-        into[name] = into.get(name, 0) + n
+    return sum(_run(deps, plan) for _pk, plan, _firsts in chunk)
 
 
 def _plan_opened(msg: Opened) -> _Plan:

@@ -5,19 +5,23 @@ per batch, so never hot).  Per-recipient events (opens, clicks, feedback) add to
 of ``SHARDS`` items ``STATS#nn`` chosen by the recipient's address, so concurrent
 consumers rarely touch the same item; a read sums them (one query, ``SHARDS + 1``
 items).  ``U#{kind}#{email}`` markers make unique counts exact and are what the
-recipient exports stream.
+recipient exports stream.  ``EV#…`` items remember which tracking events were counted,
+sixteen event ids to an item (see :func:`event_mark`).
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 SHARDS = 16
 TS_SHARDS = 4  # per-minute items are read in ranges, so fewer shards keep reads small
 UNMAPPED = "_unmapped"  # the report of events that could not be tied to a campaign
 
 STATS = "STATS"
-SEEN = "SEEN#"
+SEEN = "SEEN#"  # one item per counted page/batch (and, before EV#, per tracking event)
+EVENTS = "EV#"
 TS = "TS#"
 LINK = "LINK#"
 
@@ -32,6 +36,22 @@ BOUNCE_HARD = "bounce-hard"
 BOUNCE_SOFT = "bounce-soft"
 COMPLAINT = "complaint"
 UNSUB = "unsub"
+
+
+def event_mark(event_id: str) -> tuple[str, str]:
+    """``(sk, attribute)`` recording that ``event_id`` was counted: the id without its last
+    character names the item, that character the attribute (``e`` + it, never a key name).
+
+    Ids of one producer are a prefix and a hex counter, so sixteen consecutive events share
+    an item: a batch of 200 events writes ~13 small items instead of 200, and fits one
+    transaction.  Any other id works too (id = item name + attribute letter, one to one)."""
+    return f"{EVENTS}{event_id[:-1]}", f"e{event_id[-1:]}"
+
+
+def marked_events(sk: str, item: Mapping[str, Any]) -> Iterator[str]:
+    """The event ids an ``EV#`` item records (the inverse of :func:`event_mark`)."""
+    group = sk[len(EVENTS):]
+    return (group + name[1:] for name, value in item.items() if value == 1 and name[:1] == "e")
 
 
 def report_pk(account: str, campaign: str) -> str:
