@@ -294,7 +294,8 @@ def load_process(port: int, requests_file: Path, connections: int, out: Path) ->
     out.write_text(json.dumps(asyncio.run(run())))
 
 
-def server_process(data: Path, port: int, workers: int, out: Path, front: str, use_uvloop: bool) -> None:
+def server_process(data: Path, port: int, workers: int, out: Path, front: str, use_uvloop: bool,
+                   asgi: bool = False) -> None:
     """The server: HTTP + workers on one loop, as ``lunamail serve`` runs them (its
     ``serve_all``), over the bench's routes.  Records when each tracking event became
     durable (the publish returned; the request is answered right after) and its own CPU.
@@ -303,7 +304,8 @@ def server_process(data: Path, port: int, workers: int, out: Path, front: str, u
     fast path as a middleware when the app has none; ``outer`` hands uvicorn
     ``TrackingFront(app)`` (before FastAPI's own layers); ``split`` serves like
     ``lunamail serve --no-workers`` (the app as built, no workers in this process).
-    ``use_uvloop``: run the loop on uvloop (when installed), as ``uvicorn[standard]`` would."""
+    ``use_uvloop``: run the loop on uvloop (when installed), as ``lunamail serve`` does.
+    ``asgi``: pixels and clicks take the ASGI path (no tracking protocol): the baseline."""
     from lunamail.entrypoints.cli import server_cmds
 
     create_app = server_cmds.create_app  # type: ignore[attr-defined]
@@ -345,22 +347,17 @@ def server_process(data: Path, port: int, workers: int, out: Path, front: str, u
             loop_factory = uvloop.new_event_loop
     if os.environ.get("TRK_SWITCH"):
         sys.setswitchinterval(float(os.environ["TRK_SWITCH"]))
-    cpu = os.times()
     with system, asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(server_cmds.serve_all(system, port=port, log_level="warning",
                                          workers=front != "split" and not os.environ.get("TRK_NO_WORKERS"),
-                                         worker_processes=1 if front == "serve" else 0))
-    end = os.times()  # children_*: the worker process `serve` started (reaped by then)
+                                         worker_processes=1 if front == "serve" else 0,
+                                         tracking_protocol=not asgi))
     if writes:
         ws = sorted(w for w, _ in writes)
         print(f"bench server: {len(writes)} writes, {sum(n for _, n in writes) / len(writes):.1f} events "
               f"each, write p50 {ws[len(ws) // 2] * 1000:.1f} ms p95 {ws[int(len(ws) * 0.95)] * 1000:.1f} ms "
               f"max {ws[-1] * 1000:.1f} ms, total {sum(ws):.2f} s", file=sys.stderr)
-    out.write_text(json.dumps({"stamps": stamps, "cpu_user": end.user - cpu.user,
-                               "cpu_sys": end.system - cpu.system,
-                               "child_cpu": end.children_user - cpu.children_user
-                               + end.children_system - cpu.children_system,
-                               "loop": "uvloop" if loop_factory else "asyncio",
+    out.write_text(json.dumps({"stamps": stamps, "loop": "uvloop" if loop_factory else "asyncio",
                                "http": "httptools" if importlib.util.find_spec("httptools") else "h11"}))
 
 
@@ -418,6 +415,15 @@ def start_worker(data: Path, workers: int, python: str) -> subprocess.Popen[byte
     return proc
 
 
+def _child_of(pid: int) -> int:
+    """The one child process of ``pid`` (``serve``'s worker)."""
+    kids = [int(k) for t in Path(f"/proc/{pid}/task").iterdir()
+            for k in (t / "children").read_text().split()]
+    if len(kids) != 1:
+        raise SystemExit(f"expected one worker child of the server, found {kids}")
+    return kids[0]
+
+
 def _spin(n: int = 3_000_000) -> float:
     t0 = time.process_time()
     total = 0
@@ -452,7 +458,7 @@ def stop_worker(proc: subprocess.Popen[bytes]) -> float:
 
 def served_http(system: System, data: Path, plan: Sequence[tuple[str, str, bool, int]],
                 workers: int, connections: int, front: str = "inner", use_uvloop: bool = False,
-                python: str = sys.executable) -> dict[str, Any]:
+                python: str = sys.executable, asgi: bool = False) -> dict[str, Any]:
     """The real path: a server process (HTTP + workers; for ``split`` HTTP only, next to a
     ``lunamail worker`` process), a load generator process, and this process polling
     ``campaign_report`` every ~20 ms until every event is counted."""
@@ -465,24 +471,28 @@ def served_http(system: System, data: Path, plan: Sequence[tuple[str, str, bool,
     server = subprocess.Popen([python, *me[1:], "--role", "server", "--data", str(data),
                                "--port", str(port), "--workers", str(workers),
                                "--out", str(tmp / "server.json"), "--front", front,
-                               *(["--uvloop"] if use_uvloop else [])],
+                               *(["--uvloop"] if use_uvloop else []), *(["--asgi"] if asgi else [])],
                               # ``serve`` passes its environment on to the worker it starts
                               env=worker_env(data, workers) if front == "serve" else None)
     worker: subprocess.Popen[bytes] | None = None
-    worker_cpu = worker_start_cpu = 0.0
+    from send_bench import proc_cpu  # here: the worker imports this module too
+
     try:
         _wait_health(port)
+        worker_pid = None
         if front == "serve":  # its worker child announces itself once it serves
             deadline = time.monotonic() + 60
             while not workers_running(system.settings):
                 if time.monotonic() > deadline:
                     raise SystemExit("the worker process of serve did not start")
                 time.sleep(0.05)
+            worker_pid = _child_of(server.pid)
         if front == "split":
             worker = start_worker(data, workers, python)
-            from send_bench import proc_cpu  # here: the worker imports this module too
-
-            worker_start_cpu = proc_cpu(worker.pid)  # imports and setup: not per event
+            worker_pid = worker.pid
+        # CPU from here to the last event counted: start-up (imports, set-up) is not per event.
+        server_cpu0 = proc_cpu(server.pid)
+        worker_cpu0 = proc_cpu(worker_pid) if worker_pid else 0.0
         load = subprocess.Popen([*me, "--role", "load", "--port", str(port), "--connections",
                                  str(connections), "--requests", str(tmp / "requests"),
                                  "--out", str(tmp / "load.json")])
@@ -495,11 +505,13 @@ def served_http(system: System, data: Path, plan: Sequence[tuple[str, str, bool,
                 break
             time.sleep(0.02)
         load.wait()
+        server_cpu = proc_cpu(server.pid) - server_cpu0
+        worker_cpu = proc_cpu(worker_pid) - worker_cpu0 if worker_pid else 0.0
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(60)
         if worker is not None:
-            worker_cpu = stop_worker(worker) - worker_start_cpu
+            stop_worker(worker)
     if samples[-1][1] < total:
         raise SystemExit(f"only {samples[-1][1]} of {total} events were counted within 600 s")
     lg = json.loads((tmp / "load.json").read_text())
@@ -518,9 +530,7 @@ def served_http(system: System, data: Path, plan: Sequence[tuple[str, str, bool,
         delays.append(max(0.0, samples[k][0] - t))
     delays.sort()
     t_last = next(t for t, n in samples if n >= total)
-    cpu = sv["cpu_user"] + sv["cpu_sys"]
-    if front == "serve":
-        worker_cpu = sv["child_cpu"]  # start-up included: serve starts it with the server
+    cpu = server_cpu
     return {
         "worker_cpu_us_per_event": worker_cpu / total * 1e6,
         "events": total,
@@ -595,21 +605,21 @@ def handler_direct(events: int, batch: int = 0) -> tuple[float, float]:
 
 
 NOTES = """\
-How it is measured (HTTP rows): a server process runs uvicorn; in the one-process rows the
-workers run on the same loop (`serve_all`, as `lunamail serve --worker-processes 0`).  The
-two-process row (`--variant split+uvloop`) is what `lunamail serve` does by default on 2+ CPUs:
-uvicorn alone (`serve_all(..., workers=False)`) next to a `lunamail worker` process on the same
-data folder (`LUNAMAIL_ROUTER=tracking_bench:ROUTES`, the reports-only routes), started by the
-bench so as to measure its CPU apart.  The `serve` row is the same thing started the way
-`lunamail serve` does it (`serve_all(worker_processes=1)` starts and supervises the worker; its
-CPU is the server's reaped children's, start-up included).  A load generator
-process (asyncio, raw HTTP/1.1 keep-alive, 128 connections, one request at a time each) fetches
-pre-generated signed pixel and click URLs; this process polls `campaign_report()` every ~20 ms
-until every event is counted.  events/s = events / (first request sent → last event counted).
-The delay of the i-th event is from the moment the publish holding it returned (the request is
-answered right after) to the first poll showing at least i+1 events.  CPU/event is user+system
-CPU over the run divided by the events: the server's (with the workers in the one-process
-rows), and the worker process's after its start-up (imports and setup, ~1.5 s, are not per
+How it is measured (HTTP rows): `serve` is `lunamail serve` as it runs on 2+ CPUs:
+`serve_all(worker_processes=1)` on the loop the command picks (uvloop when installed) answers
+HTTP, and the handlers run in the `lunamail worker` child it starts and supervises, on the same
+data folder (`LUNAMAIL_ROUTER=tracking_bench:ROUTES`, the reports-only routes).  Pixels and
+clicks are answered by the tracking protocol (`entrypoints/http/tracking_protocol.py`): httptools
+parses the head, the answer and the event come from the same functions as the routes, and every
+other request is handed to uvicorn.  `serve+asgi` is the same server with that protocol off:
+pixels and clicks go through uvicorn's ASGI cycle and `TrackingFront`, the baseline of this run.
+A load generator process (asyncio, raw HTTP/1.1 keep-alive, 128 connections, one request at a
+time each) fetches pre-generated signed pixel and click URLs; this process polls
+`campaign_report()` every ~20 ms until every event is counted.  events/s = events / (first
+request sent → last event counted).  The delay of the i-th event is from the moment the publish
+holding it returned (the request is answered right after) to the first poll showing at least
+i+1 events.  CPU/event is user+system CPU from just before the load starts to the last event
+counted, divided by the events, for the server and for its worker child (start-up is not per
 event).  Each variant runs `--repeat` times; the table shows the median run.
 
 Why 128 connections: the client is closed-loop (a connection sends its next request when the
@@ -617,29 +627,28 @@ answer came, and the answer waits for the group commit holding its event).  At 6
 the same build measured ~15-20% fewer events/s; real tracking traffic does not wait for earlier
 answers.
 
-What held the two-process rate at ~4,000 events/s before: SQLite's busy handler.  Both
-processes write the queue file, and a writer that finds it locked sleeps 1, 2, 5, 10, ... ms
-before it tries again, so group-commit writes that take ~1 ms took up to 80-250 ms and the
-closed loop stalled.  The SQLite adapters now queue their writers on a lock of their own
-(`adapters/sqlite_writer.py`: a thread lock, then an `flock` of `<file>-writer`, which wakes a
-waiter the moment the holder lets go; the slowest write fell to ~15-25 ms).  Together with a
-leaner item-store `transact` (one read per partition and one `executemany` instead of two
-statements per operation; the batch projection went from ~64 to ~53 µs per event, best of 5)
-and cheaper message decoding, single runs of the two-process setup now measure 3,600 to
-7,200 events/s on this box.  Six batches of five runs on 2026-11-23 had medians of 3,963,
-4,038, 4,085, 4,149, 5,125 and 5,581 (the table above is the last batch); over all 30 runs the
-median is 4,389 and 10 of them reached 5,000.
+What changed since ~4,000 events/s (same box, same day, 2026-11-23):
 
-What limits it now: CPU, on a box whose two vCPUs do not give two cores' worth of work when
-both are busy (single-threaded speed is steady; the same build spends ~130-240 µs of HTTP-side
-CPU per event from one run to the next, and the parallel factor taken before a run predicts
-little of the run that follows).  Of the HTTP side ~60 µs is ours (token check, bot
-classification, group commit), the rest uvicorn, httptools and the kernel's loopback TCP; the
-worker spends ~120-200 µs (the projection ~55-80, decoding, claims and acks); the load
-generator ~30 µs per event of the same two CPUs.  Hence the spread between runs.  In one
-process the HTTP loop and the handler threads share one GIL (~300-410 µs per event together);
-driven at 128 connections that one process is saturated, its handlers fall behind the HTTP side
-and the p95 delay passes 1 s (below saturation it stays small: 25 ms at 500 events/s, above).
+* HTTP side, ~250 → ~90-105 µs/event.  The tracking protocol skips uvicorn's per-request task,
+  scope and ASGI messages; the bench now runs `serve` on uvloop as the command does (the
+  loopback I/O alone measured ~50 µs per request on asyncio's loop, ~15-20 on uvloop); the
+  bot classifier remembers its verdict per User-Agent (~11 → ~2 µs).
+* Worker side, ~110-250 → ~60 µs/event.  The reports projection marks events 16 to an item
+  (`EV#…`, one conditional update each) instead of one `SEEN#` item per event, adds a batch's
+  counts to one shard, and the runtime waits 50 ms after a partial batch so batches grow with
+  the traffic (~35 → ~125 events); the SQLite queue acks a batch and claims the next in one
+  transaction.
+* Before that: SQLite's busy handler (a writer that finds the file locked sleeps 1, 2, 5,
+  10, ... ms) made ~1 ms group-commit writes take 80-250 ms; the SQLite adapters queue their
+  writers on an `flock` of their own (`adapters/sqlite_writer.py`).
+
+The box: two vCPUs that do not always give two cores' worth of work when both are busy (the
+"parallel factor" next to each run: ~1.0 is two full cores, ~2.0 one).  At ~160-170 µs of CPU
+per event in all (server + worker) plus ~20 µs for the load generator, one core's worth is
+~5,000-6,000 events/s: the slowest `serve` run of the table's batch, taken when the box gave
+little more than one core (x1.81), still measured 6,606.  In one process (`lunamail serve
+--worker-processes 0`, tracking protocol and uvloop, `--variant inner+uvloop`) three runs gave
+3,889, 4,278 and 5,208 events/s, p95 delay 305-701 ms.
 
 To run it: `lunamail serve` (the workers in a child process on 2+ CPUs, restarted if they die),
 or split over machines or containers:
@@ -650,7 +659,10 @@ or split over machines or containers:
 Both read the same settings (`LUNAMAIL_DATA_DIR` or the config file) and share the SQLite store
 and queue safely; several workers may run at once.
 
-Before the batch handlers, the batch claims and the tracking fast path (same bench and box,
+Older variants stay available (`--variant app|inner|outer|split[+uvloop|+asyncio][+asgi]`):
+one-process serving, the ASGI fronts, and a worker started by the bench instead of by `serve`.
+
+Before the batch handlers, the batch claims and the tracking fast paths (same bench and box,
 load average ~2.6): HTTP through `lunamail serve` 372 events/s at 2,481 µs of server CPU per
 event (p95 delay 12.7 s: the workers fell behind), bus burst 970 events/s, runtime ceiling
 ~2,100 messages/s (one claim, thread hop and ack transaction per message)."""
@@ -688,10 +700,11 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=1,
                    help="runs per HTTP variant; the table shows the median run, all rates are listed")
     p.add_argument("--variant", action="append", default=[],
-                   help="HTTP variant FRONT[+uvloop][@std], FRONT one of app, inner, outer, split "
-                        "(HTTP and workers in two processes), serve (the same, the worker started by "
-                        "serve_all); @std runs the server (and worker) "
-                        "with --std-python.  Repeatable (default: inner)")
+                   help="HTTP variant FRONT[+uvloop|+asyncio][+asgi][@std], FRONT one of app, inner, "
+                        "outer, split (HTTP and workers in two processes), serve (the same, the worker "
+                        "started by serve_all, on uvloop unless +asyncio); +asgi: pixels and clicks "
+                        "through ASGI, not the tracking protocol; @std runs the server (and worker) "
+                        "with --std-python.  Repeatable (default: serve and serve+asgi)")
     p.add_argument("--std-python", default=sys.executable,
                    help="interpreter with uvicorn[standard] (httptools, uvloop) for @std variants")
     p.add_argument("--only", choices=["all", "http", "bus"], default="all")
@@ -703,9 +716,11 @@ def main() -> None:
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--front", choices=list(VARIANTS), default="inner", help=argparse.SUPPRESS)
     p.add_argument("--uvloop", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--asgi", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.role == "server":
-        return server_process(args.data, args.port, args.workers, args.out, args.front, args.uvloop)
+        return server_process(args.data, args.port, args.workers, args.out, args.front, args.uvloop,
+                              args.asgi)
     if args.role == "load":
         return load_process(args.port, args.requests, args.connections, args.out)
     emails = [f"reader{i:05d}@example.org" for i in range(args.recipients)]
@@ -726,16 +741,19 @@ def main() -> None:
                                              rate=args.paced_rate, run="p"), args.workers)
             load_avg.append(os.getloadavg()[0])
         if args.only in ("all", "http") and args.http_events:
-            for n, spec in enumerate(args.variant or ["inner"]):
+            for n, spec in enumerate(args.variant or ["serve", "serve+asgi"]):
                 front, _, python = spec.partition("@")
-                front, _, loop = front.partition("+")
+                front, *mods = front.split("+")
+                # serve runs on the loop `lunamail serve` picks (uvloop when installed)
+                use_uvloop = "uvloop" in mods or (front == "serve" and "asyncio" not in mods)
                 runs: list[dict[str, Any]] = []
                 for rep in range(args.repeat):
                     plan = plan_events(emails, args.http_events, seed=100 * n + rep + 2)
                     factor = parallel_factor()
                     r = served_http(system, Path(tmp) / "data", plan, args.workers, args.connections,
-                                    front, loop == "uvloop",
-                                    args.std_python if python == "std" else sys.executable)
+                                    front, use_uvloop,
+                                    args.std_python if python == "std" else sys.executable,
+                                    asgi="asgi" in mods)
                     r["load_avg"] = os.getloadavg()[0]
                     r["parallel"] = factor
                     load_avg.append(r["load_avg"])
@@ -780,11 +798,12 @@ def main() -> None:
             spec = name[5:]
             front = spec.partition("@")[0].partition("+")[0]
             if front in ("split", "serve"):
-                label = (f"HTTP, two processes ({r['http']}, {r['loop']} loop): {VARIANTS[front]} "
-                         f"→ queue → runtime → reports")
+                how = "pixels and clicks through ASGI (baseline)" if "+asgi" in spec else \
+                    "pixels and clicks by the tracking protocol"
+                label = (f"`{spec}`, two processes ({r['http']}, {r['loop']} loop, {how}): "
+                         f"{VARIANTS[front]} → queue → runtime → reports")
                 cpu = (f"{r['server_cpu_us_per_event']:,.0f} µs (server) + "
-                       f"{r['worker_cpu_us_per_event']:,.0f} µs (worker"
-                       f"{', its start-up included' if front == 'serve' else ''})")
+                       f"{r['worker_cpu_us_per_event']:,.0f} µs (worker)")
             else:
                 label = (f"HTTP, one server process ({r['http']}, {r['loop']} loop): "
                          f"{VARIANTS[front]} → runtime → reports")

@@ -4,8 +4,10 @@ The API is uvicorn's server coroutine on this process's asyncio loop.  The worke
 run either next to it on the same loop (``worker_processes=0``) or, on a machine with
 several cores, in ``worker_processes`` child ``lunamail worker`` processes on the same
 data folder (:mod:`lunamail.runtime.supervisor`): one process uses about one core
-because of the GIL, so on two cores this takes ~1.4-1.8x as many tracking events from
-HTTP into the reports (docs/benchmarks.md).  A memory store cannot be shared, so then
+because of the GIL, so on two cores this takes ~1.6-2x as many tracking events from
+HTTP into the reports (docs/benchmarks.md).  Pixels and clicks are answered by the
+tracking protocol (:mod:`lunamail.entrypoints.http.tracking_protocol`), everything else
+by uvicorn.  A memory store cannot be shared, so then
 the workers stay in this process.  This module owns the signals, so the first SIGINT/SIGTERM stops
 everything gracefully (requests and handlers in flight finish) and a second one makes
 the web server stop waiting and the worker processes exit at once.
