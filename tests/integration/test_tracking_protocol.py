@@ -139,17 +139,20 @@ class Conn:
     def close(self) -> None:
         self.sock.close()
 
+    def __enter__(self) -> Conn:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _exchange(port: int, requests: Sequence[bytes], head_only: Sequence[bool] = ()) -> list[Response]:
-    conn = Conn(port)
-    try:
+    with Conn(port) as conn:
         out = []
         for i, req in enumerate(requests):
             conn.send(req)
             out.append(conn.read(head_only=bool(head_only and head_only[i])))
         return out
-    finally:
-        conn.close()
 
 
 def _same(fast: Response, asgi: Response) -> None:
@@ -210,12 +213,9 @@ def test_answers_and_events_equal_the_asgi_path(pair: Pair) -> None:
 
 def test_pipelined_requests_are_answered_in_order(pair: Pair) -> None:
     cases = _cases(pair.tr)
-    conn = Conn(pair.fast.port)
-    try:
+    with Conn(pair.fast.port) as conn:
         conn.send(b"".join(r for r, _ in cases))  # all at once
         got = [conn.read(head_only=h) for _, h in cases]
-    finally:
-        conn.close()
     want = _exchange(pair.asgi.port, [r for r, _ in cases], [h for _, h in cases])
     for g, w in zip(got, want, strict=True):
         _same(g, w)
@@ -224,21 +224,17 @@ def test_pipelined_requests_are_answered_in_order(pair: Pair) -> None:
 @pytest.mark.parametrize("chunk", [1, 7, 64])
 def test_requests_split_anywhere_are_still_read(pair: Pair, chunk: int) -> None:
     req, _ = _cases(pair.tr)[0]
-    conn = Conn(pair.fast.port)
-    try:
+    with Conn(pair.fast.port) as conn:
         data = req * 3
         for i in range(0, len(data), chunk):
             conn.send(data[i:i + chunk])
         assert [conn.read().status for _ in range(3)] == [200, 200, 200]
-    finally:
-        conn.close()
     assert len(pair.fast.published) == 3
 
 
 def test_other_requests_are_handed_to_uvicorn_on_the_same_connection(pair: Pair) -> None:
     pixel, _ = _cases(pair.tr)[0]
-    conn = Conn(pair.fast.port)
-    try:
+    with Conn(pair.fast.port) as conn:
         conn.send(pixel)
         assert conn.read().status == 200
         conn.send(_request("/health"))  # not tracking: uvicorn and FastAPI from here on
@@ -247,19 +243,14 @@ def test_other_requests_are_handed_to_uvicorn_on_the_same_connection(pair: Pair)
         conn.send(pixel + _request("/health"))  # pipelined across the hand-off
         assert conn.read().status == 200
         assert conn.read().status == 200
-    finally:
-        conn.close()
     assert len(pair.fast.published) == 2
 
 
 def test_pipelined_hand_off_waits_for_the_answers_before_it(pair: Pair) -> None:
     pixel, _ = _cases(pair.tr)[0]
-    conn = Conn(pair.fast.port)
-    try:
+    with Conn(pair.fast.port) as conn:
         conn.send(pixel + pixel + _request("/health") + pixel)
         statuses = [conn.read() for _ in range(4)]
-    finally:
-        conn.close()
     assert [r.headers.get("content-type") for r in statuses] == \
         ["image/gif", "image/gif", "application/json", "image/gif"]
 
@@ -274,65 +265,60 @@ def test_pipelined_hand_off_waits_for_the_answers_before_it(pair: Pair) -> None:
 ])
 def test_anything_unusual_gets_uvicorns_answer(pair: Pair, request_bytes: bytes) -> None:
     def answer(port: int) -> tuple[int, bytes]:
-        conn = Conn(port)
-        try:
+        with Conn(port) as conn:
             conn.send(request_bytes)
             got = conn.read()
             return got.status, got.body
-        finally:
-            conn.close()
 
     assert answer(pair.fast.port) == answer(pair.asgi.port)
 
 
 def test_a_malformed_request_is_a_400_from_uvicorn(pair: Pair) -> None:
-    conn = Conn(pair.fast.port)
-    try:
+    with Conn(pair.fast.port) as conn:
         conn.send(b"GET /o/abc.gif HTTP/1.1\r\nHost x\r\n\r\n")
         assert conn.read().status == 400
         assert conn.closed()
-    finally:
-        conn.close()
 
 
 def test_connection_close_is_honoured(pair: Pair) -> None:
     pixel, _ = _cases(pair.tr)[0]
-    conn = Conn(pair.fast.port)
-    try:
+    with Conn(pair.fast.port) as conn:
         conn.send(pixel[:-2] + b"Connection: close\r\n\r\n" + pixel)
         got = conn.read()
         assert got.status == 200 and got.headers["connection"] == "close"
         assert conn.closed()  # the second request is never read
-    finally:
-        conn.close()
     assert len(pair.fast.published) == 1
+
+
+def test_a_half_closed_connection_still_gets_its_answers(pair: Pair) -> None:
+    pixel, _ = _cases(pair.tr)[0]
+    with Conn(pair.fast.port) as conn:
+        conn.send(pixel + pixel)
+        conn.sock.shutdown(socket.SHUT_WR)  # nothing more from this client
+        assert [conn.read().status, conn.read().status] == [200, 200]
+        assert conn.closed()
+    assert len(pair.fast.published) == 2
 
 
 def test_a_failed_publish_is_a_500_and_counts_nothing(pair: Pair) -> None:
     pixel, _ = _cases(pair.tr)[0]
     pair.fast.fail[0] = True
-    conn = Conn(pair.fast.port)
-    try:
+    with Conn(pair.fast.port) as conn:
         conn.send(pixel)
         got = conn.read()
         assert got.status == 500 and got.body == b"Internal Server Error"
         pair.fast.fail[0] = False
         conn.send(pixel)  # the connection is still usable
         assert conn.read().status == 200
-    finally:
-        conn.close()
     assert len(pair.fast.published) == 1
 
 
 def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(pair: Pair) -> None:
     pixel, _ = _cases(pair.tr)[0]
-    conn = Conn(pair.fast.port)
-    try:
+    with Conn(pair.fast.port) as conn:
         conn.send(pixel)
         assert conn.read().status == 200
         assert conn.closed()  # blocks until the server closes it (timeout_keep_alive=1)
-    finally:
-        conn.close()
 
 
 def test_the_protocol_needs_the_apps_context() -> None:
