@@ -62,6 +62,8 @@ def test_every_queue_has_its_function_dlq_and_partial_batch_responses(doc: dict[
     functions = _of_type(doc, "AWS::Serverless::Function")
     consumed: dict[str, str] = {}
     for fid, fn in functions.items():
+        if fid == "HttpFunction":
+            continue
         props = fn["Properties"]
         queue = props["Environment"]["Variables"]["LUNAMAIL_LAMBDA_QUEUE"]
         [event] = props["Events"].values()
@@ -80,6 +82,22 @@ def test_every_queue_has_its_function_dlq_and_partial_batch_responses(doc: dict[
     glob = doc["Globals"]["Function"]
     assert glob["Handler"] == "lunamail.entrypoints.aws.sqs_handler"
     assert glob["Environment"]["Variables"]["LUNAMAIL_QUEUE"] == "sqs"
+
+
+def test_http_api_sends_every_request_to_the_asgi_function(doc: dict[str, Any]) -> None:
+    fn = doc["Resources"]["HttpFunction"]["Properties"]
+    assert fn["Handler"] == "lunamail.entrypoints.aws.http.http_handler"
+    [event] = fn["Events"].values()
+    # No path or method: the API's $default route, so every path reaches the app.
+    assert event == {"Type": "HttpApi", "Properties": {"ApiId": {"Ref": "HttpApi"}}}
+    assert doc["Resources"]["HttpApi"]["Type"] == "AWS::Serverless::HttpApi"
+    # The custom domain is the base URL of every link; the workers get the same URL.
+    mapping = doc["Resources"]["ApiDomainMapping"]
+    assert mapping["Condition"] == "HasDomain" and mapping["Properties"]["ApiId"] == {"Ref": "HttpApi"}
+    workers_url = doc["Globals"]["Function"]["Environment"]["Variables"]["LUNAMAIL_BASE_URL"]
+    assert workers_url["Fn::If"][1] == {"Fn::Sub": "https://${DomainName}"}
+    assert doc["Outputs"]["BaseUrl"]["Value"] == workers_url
+    assert fn["Environment"]["Variables"]["LUNAMAIL_BASE_URL"]["Fn::If"][1] == workers_url["Fn::If"][1]
 
 
 def test_table_is_the_single_table_shape(doc: dict[str, Any]) -> None:
