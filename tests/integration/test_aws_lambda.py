@@ -101,10 +101,11 @@ def test_import_chain_runs_on_lambda_and_a_bad_record_fails_alone(
     # Run the chain to its end, as the event source mapping would.
     assert cloud.invoke(aws.sqs_handler, QUEUE, {"Records": nxt}) == []
     for _ in range(5):
-        event = cloud.poll(QUEUE)
-        if not event["Records"]:
+        # On a slow machine the poison record's backoff may already be over: leave it be.
+        records = [r for r in cloud.poll(QUEUE)["Records"] if r["body"] != "not json"]
+        if not records:
             break
-        assert cloud.invoke(aws.sqs_handler, QUEUE, event) == []
+        assert cloud.invoke(aws.sqs_handler, QUEUE, {"Records": records}) == []
     job = audience.get_import(admin.deps, "acme", import_id)
     assert (job["status"], job["imported"], job["rejected"]) == ("completed", 7, 0)
     items, _ = audience.list_subscribers(admin.deps, "acme", list_id)

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from lunamail.adapters.queue.sqs import logical_name
+from lunamail.entrypoints.aws.feedback import QUEUE as SES_QUEUE
 from lunamail.runtime.routing import default_router
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -48,7 +49,7 @@ def _queue_name(resource: dict[str, Any]) -> str:
 
 
 def test_template_queues_are_exactly_the_routed_queues(doc: dict[str, Any]) -> None:
-    routed = set(default_router().queues())
+    routed = {*default_router().queues(), SES_QUEUE}
     queues = _of_type(doc, "AWS::SQS::Queue")
     main = {k: v for k, v in queues.items() if "RedrivePolicy" in v["Properties"]}
     names = {logical_name("", _queue_name(v)) for v in main.values()}
@@ -78,7 +79,7 @@ def test_every_queue_has_its_function_dlq_and_partial_batch_responses(doc: dict[
         assert _queue_name(dlq) == _queue_name(resources[queue_id]) + "--dlq"
         assert redrive["maxReceiveCount"] == 5
         consumed[queue] = fid
-    assert sorted(consumed) == default_router().queues()
+    assert sorted(consumed) == sorted([*default_router().queues(), SES_QUEUE])
     glob = doc["Globals"]["Function"]
     assert glob["Handler"] == "lunamail.entrypoints.aws.sqs_handler"
     assert glob["Environment"]["Variables"]["LUNAMAIL_QUEUE"] == "sqs"
@@ -98,6 +99,30 @@ def test_http_api_sends_every_request_to_the_asgi_function(doc: dict[str, Any]) 
     assert workers_url["Fn::If"][1] == {"Fn::Sub": "https://${DomainName}"}
     assert doc["Outputs"]["BaseUrl"]["Value"] == workers_url
     assert fn["Environment"]["Variables"]["LUNAMAIL_BASE_URL"]["Fn::If"][1] == workers_url["Fn::If"][1]
+
+
+def test_ses_events_reach_the_feedback_function_through_sns(doc: dict[str, Any]) -> None:
+    res = doc["Resources"]
+    dest = res["ConfigurationSetEvents"]["Properties"]
+    assert dest["ConfigurationSetName"] == {"Ref": "ConfigurationSet"}
+    events = dest["EventDestination"]
+    assert set(events["MatchingEventTypes"]) == {
+        "bounce", "complaint", "delivery", "reject", "deliveryDelay"
+    }
+    assert events["SnsDestination"]["TopicARN"] == {"Ref": "SesEventsTopic"}
+    sub = res["SesEventsSubscription"]["Properties"]
+    queue_id = sub["Endpoint"]["Fn::GetAtt"][0]
+    assert (sub["Protocol"], sub["TopicArn"]) == ("sqs", {"Ref": "SesEventsTopic"})
+    assert logical_name("", _queue_name(res[queue_id])) == SES_QUEUE
+    fn = next(f["Properties"] for f in _of_type(doc, "AWS::Serverless::Function").values()
+              if f["Properties"]["Environment"]["Variables"].get("LUNAMAIL_LAMBDA_QUEUE") == SES_QUEUE)
+    assert fn["Handler"] == "lunamail.entrypoints.aws.feedback.ses_feedback_handler"
+    [statement] = res["SesEventsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Ref": "SesEventsTopic"}}}
+    [statement] = res["SesEventsTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "ses.amazonaws.com"}
+    env = doc["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["LUNAMAIL_SES_CONFIGURATION_SET"] == {"Ref": "ConfigurationSet"}
 
 
 def test_table_is_the_single_table_shape(doc: dict[str, Any]) -> None:

@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from lunamail.domain.accounts import valid_account_id
 from lunamail.domain.feedback import (
     AutoReplied,
@@ -46,6 +48,7 @@ from lunamail.ports.deps import Deps
 from lunamail.ports.itemstore import IF_ABSENT, ConditionFailed, Item
 
 from .dsn import Classification
+from .sns import parse_ses_notification
 
 __all__ = [
     "MAX_RAW_BYTES",
@@ -53,6 +56,7 @@ __all__ = [
     "events_for",
     "events_from_records",
     "events_from_ses",
+    "events_from_ses_queue",
     "feedback_pk",
     "ingest_record",
     "ingest_sk",
@@ -326,6 +330,37 @@ def events_from_ses(items: Iterable[Mapping[str, Any]], *, account: str, ref: st
         mapped = _ses_event(ev, account, ref)
         if mapped is not None:
             out.append(mapped)
+    return out
+
+
+def events_from_ses_queue(deps: Deps, body: bytes, ref: str) -> list[Event]:
+    """Events for one SES event notification that reached our own queue through our own SNS
+    topic (the template lets only SES of this AWS account publish to the topic, and only the
+    topic send to the queue, so there is no signature to check).  ``body`` is the SNS
+    envelope (its ``MessageId`` keys the events, so a redelivery counts once) or, with raw
+    delivery, the SES JSON itself (``ref`` then keys them).
+
+    The account is the ``lm_account`` tag, else the signed VERP return path (any account's
+    key may verify it: the token names its account).  The notification is stored under
+    that account before it is mapped; one that names no account is logged and dropped, and
+    a body that is not JSON raises (the record is retried, then dead-lettered)."""
+    doc = orjson.loads(body)
+    if isinstance(doc, dict) and doc.get("Type") == "Notification":
+        ref = str(doc.get("MessageId") or ref)
+
+    def any_account(candidate: str) -> bytes:
+        return deps.secrets.key(candidate, tokens.VERP) if valid_account_id(candidate) else b""
+
+    items = parse_ses_notification(doc, key_for_account=any_account)
+    accounts = {str(i.get("account") or "") for i in items}
+    if "" in accounts or not items:
+        log.warning("SES notification %s names no account (or is empty); dropped", ref)
+        accounts.discard("")
+    out: list[Event] = []
+    for account in sorted(a for a in accounts if valid_account_id(a)):
+        store_ses(deps, account, body, ref)
+        out.extend(events_from_ses([i for i in items if i.get("account") == account],
+                                   account=account, ref=ref))
     return out
 
 
