@@ -294,8 +294,7 @@ def load_process(port: int, requests_file: Path, connections: int, out: Path) ->
     out.write_text(json.dumps(asyncio.run(run())))
 
 
-def server_process(data: Path, port: int, workers: int, out: Path, front: str, use_uvloop: bool,
-                   asgi: bool = False) -> None:
+def server_process(data: Path, port: int, workers: int, out: Path, front: str, use_uvloop: bool) -> None:
     """The server: HTTP + workers on one loop, as ``lunamail serve`` runs them (its
     ``serve_all``), over the bench's routes.  Records when each tracking event became
     durable (the publish returned; the request is answered right after) and its own CPU.
@@ -304,8 +303,7 @@ def server_process(data: Path, port: int, workers: int, out: Path, front: str, u
     fast path as a middleware when the app has none; ``outer`` hands uvicorn
     ``TrackingFront(app)`` (before FastAPI's own layers); ``split`` serves like
     ``lunamail serve --no-workers`` (the app as built, no workers in this process).
-    ``use_uvloop``: run the loop on uvloop (when installed), as ``lunamail serve`` does.
-    ``asgi``: pixels and clicks take the ASGI path (no tracking protocol): the baseline."""
+    ``use_uvloop``: run the loop on uvloop (when installed), as ``lunamail serve`` does."""
     from lunamail.entrypoints.cli import server_cmds
 
     create_app = server_cmds.create_app  # type: ignore[attr-defined]
@@ -350,8 +348,7 @@ def server_process(data: Path, port: int, workers: int, out: Path, front: str, u
     with system, asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(server_cmds.serve_all(system, port=port, log_level="warning",
                                          workers=front != "split" and not os.environ.get("TRK_NO_WORKERS"),
-                                         worker_processes=1 if front == "serve" else 0,
-                                         tracking_protocol=not asgi))
+                                         worker_processes=1 if front == "serve" else 0))
     if writes:
         ws = sorted(w for w, _ in writes)
         print(f"bench server: {len(writes)} writes, {sum(n for _, n in writes) / len(writes):.1f} events "
@@ -458,7 +455,7 @@ def stop_worker(proc: subprocess.Popen[bytes]) -> float:
 
 def served_http(system: System, data: Path, plan: Sequence[tuple[str, str, bool, int]],
                 workers: int, connections: int, front: str = "inner", use_uvloop: bool = False,
-                python: str = sys.executable, asgi: bool = False) -> dict[str, Any]:
+                python: str = sys.executable) -> dict[str, Any]:
     """The real path: a server process (HTTP + workers; for ``split`` HTTP only, next to a
     ``lunamail worker`` process), a load generator process, and this process polling
     ``campaign_report`` every ~20 ms until every event is counted."""
@@ -471,7 +468,7 @@ def served_http(system: System, data: Path, plan: Sequence[tuple[str, str, bool,
     server = subprocess.Popen([python, *me[1:], "--role", "server", "--data", str(data),
                                "--port", str(port), "--workers", str(workers),
                                "--out", str(tmp / "server.json"), "--front", front,
-                               *(["--uvloop"] if use_uvloop else []), *(["--asgi"] if asgi else [])],
+                               *(["--uvloop"] if use_uvloop else [])],
                               # ``serve`` passes its environment on to the worker it starts
                               env=worker_env(data, workers) if front == "serve" else None)
     worker: subprocess.Popen[bytes] | None = None
@@ -608,11 +605,10 @@ NOTES = """\
 How it is measured (HTTP rows): `serve` is `lunamail serve` as it runs on 2+ CPUs:
 `serve_all(worker_processes=1)` on the loop the command picks (uvloop when installed) answers
 HTTP, and the handlers run in the `lunamail worker` child it starts and supervises, on the same
-data folder (`LUNAMAIL_ROUTER=tracking_bench:ROUTES`, the reports-only routes).  Pixels and
-clicks are answered by the tracking protocol (`entrypoints/http/tracking_protocol.py`): httptools
-parses the head, the answer and the event come from the same functions as the routes, and every
-other request is handed to uvicorn.  `serve+asgi` is the same server with that protocol off:
-pixels and clicks go through uvicorn's ASGI cycle and `TrackingFront`, the baseline of this run.
+data folder (`LUNAMAIL_ROUTER=tracking_bench:ROUTES`, the reports-only routes).  HTTP is
+uvicorn's httptools protocol with the edge limits (`entrypoints/http/edge.py`: head and body
+timeouts, head, body and connection caps); pixels and clicks go through uvicorn's ASGI cycle to
+`TrackingFront`, which answers them before FastAPI's routing.
 A load generator process (asyncio, raw HTTP/1.1 keep-alive, 128 connections, one request at a
 time each) fetches pre-generated signed pixel and click URLs; this process polls
 `campaign_report()` every ~20 ms until every event is counted.  events/s = events / (first
@@ -629,10 +625,12 @@ answers.
 
 What changed since ~4,000 events/s (same box, same day, 2026-11-23):
 
-* HTTP side, ~250 → ~90-105 µs/event.  The tracking protocol skips uvicorn's per-request task,
-  scope and ASGI messages; the bench now runs `serve` on uvloop as the command does (the
+* HTTP side, ~250 → ~140 µs/event.  The bench runs `serve` on uvloop as the command does (the
   loopback I/O alone measured ~50 µs per request on asyncio's loop, ~15-20 on uvloop); the
-  bot classifier remembers its verdict per User-Agent (~11 → ~2 µs).
+  bot classifier remembers its verdict per User-Agent (~11 → ~2 µs).  A hand-written HTTP/1.1
+  protocol for pixels and clicks (~90-105 µs/event, ~8,000 events/s) was retired: an idle
+  timer of its own spun the CPU on a half-open head, and uvicorn's parser plus explicit
+  limits is the smaller thing to keep safe.
 * Worker side, ~110-250 → ~60 µs/event.  The reports projection marks events 16 to an item
   (`EV#…`, one conditional update each) instead of one `SEEN#` item per event, adds a batch's
   counts to one shard, and the runtime waits 50 ms after a partial batch so batches grow with
@@ -647,8 +645,8 @@ The box: two vCPUs that do not always give two cores' worth of work when both ar
 per event in all (server + worker) plus ~20 µs for the load generator, one core's worth is
 ~5,000-6,000 events/s: the slowest `serve` run of the table's batch, taken when the box gave
 little more than one core (x1.81), still measured 6,606.  In one process (`lunamail serve
---worker-processes 0`, tracking protocol and uvloop, `--variant inner+uvloop`) three runs gave
-3,889, 4,278 and 5,208 events/s, p95 delay 305-701 ms.
+--worker-processes 0`, uvloop, `--variant inner+uvloop`, with the retired tracking protocol) three
+runs gave 3,889, 4,278 and 5,208 events/s, p95 delay 305-701 ms.
 
 To run it: `lunamail serve` (the workers in a child process on 2+ CPUs, restarted if they die),
 or split over machines or containers:
@@ -659,7 +657,7 @@ or split over machines or containers:
 Both read the same settings (`LUNAMAIL_DATA_DIR` or the config file) and share the SQLite store
 and queue safely; several workers may run at once.
 
-Older variants stay available (`--variant app|inner|outer|split[+uvloop|+asyncio][+asgi]`):
+Older variants stay available (`--variant app|inner|outer|split[+uvloop|+asyncio]`):
 one-process serving, the ASGI fronts, and a worker started by the bench instead of by `serve`.
 
 Before the batch handlers, the batch claims and the tracking fast paths (same bench and box,
@@ -700,11 +698,10 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=1,
                    help="runs per HTTP variant; the table shows the median run, all rates are listed")
     p.add_argument("--variant", action="append", default=[],
-                   help="HTTP variant FRONT[+uvloop|+asyncio][+asgi][@std], FRONT one of app, inner, "
+                   help="HTTP variant FRONT[+uvloop|+asyncio][@std], FRONT one of app, inner, "
                         "outer, split (HTTP and workers in two processes), serve (the same, the worker "
-                        "started by serve_all, on uvloop unless +asyncio); +asgi: pixels and clicks "
-                        "through ASGI, not the tracking protocol; @std runs the server (and worker) "
-                        "with --std-python.  Repeatable (default: serve and serve+asgi)")
+                        "started by serve_all, on uvloop unless +asyncio); @std runs the server (and "
+                        "worker) with --std-python.  Repeatable (default: serve)")
     p.add_argument("--std-python", default=sys.executable,
                    help="interpreter with uvicorn[standard] (httptools, uvloop) for @std variants")
     p.add_argument("--only", choices=["all", "http", "bus"], default="all")
@@ -716,11 +713,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--front", choices=list(VARIANTS), default="inner", help=argparse.SUPPRESS)
     p.add_argument("--uvloop", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--asgi", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.role == "server":
-        return server_process(args.data, args.port, args.workers, args.out, args.front, args.uvloop,
-                              args.asgi)
+        return server_process(args.data, args.port, args.workers, args.out, args.front, args.uvloop)
     if args.role == "load":
         return load_process(args.port, args.requests, args.connections, args.out)
     emails = [f"reader{i:05d}@example.org" for i in range(args.recipients)]
@@ -741,7 +736,7 @@ def main() -> None:
                                              rate=args.paced_rate, run="p"), args.workers)
             load_avg.append(os.getloadavg()[0])
         if args.only in ("all", "http") and args.http_events:
-            for n, spec in enumerate(args.variant or ["serve", "serve+asgi"]):
+            for n, spec in enumerate(args.variant or ["serve"]):
                 front, _, python = spec.partition("@")
                 front, *mods = front.split("+")
                 # serve runs on the loop `lunamail serve` picks (uvloop when installed)
@@ -752,8 +747,7 @@ def main() -> None:
                     factor = parallel_factor()
                     r = served_http(system, Path(tmp) / "data", plan, args.workers, args.connections,
                                     front, use_uvloop,
-                                    args.std_python if python == "std" else sys.executable,
-                                    asgi="asgi" in mods)
+                                    args.std_python if python == "std" else sys.executable)
                     r["load_avg"] = os.getloadavg()[0]
                     r["parallel"] = factor
                     load_avg.append(r["load_avg"])
@@ -798,8 +792,7 @@ def main() -> None:
             spec = name[5:]
             front = spec.partition("@")[0].partition("+")[0]
             if front in ("split", "serve"):
-                how = "pixels and clicks through ASGI (baseline)" if "+asgi" in spec else \
-                    "pixels and clicks by the tracking protocol"
+                how = "pixels and clicks through ASGI and `TrackingFront`"
                 label = (f"`{spec}`, two processes ({r['http']}, {r['loop']} loop, {how}): "
                          f"{VARIANTS[front]} → queue → runtime → reports")
                 cpu = (f"{r['server_cpu_us_per_event']:,.0f} µs (server) + "

@@ -5,9 +5,10 @@ run either next to it on the same loop (``worker_processes=0``) or, on a machine
 several cores, in ``worker_processes`` child ``lunamail worker`` processes on the same
 data folder (:mod:`lunamail.runtime.supervisor`): one process uses about one core
 because of the GIL, so on two cores this takes ~1.6-2x as many tracking events from
-HTTP into the reports (docs/benchmarks.md).  Pixels and clicks are answered by the
-tracking protocol (:mod:`lunamail.entrypoints.http.tracking_protocol`), everything else
-by uvicorn.  A memory store cannot be shared, so then
+HTTP into the reports (docs/benchmarks.md).  HTTP is uvicorn's httptools protocol with
+the edge limits of :mod:`lunamail.entrypoints.http.edge` (head and body timeouts, head,
+body and connection caps); pixels and clicks are answered by the ``TrackingFront``
+ASGI layer before FastAPI's routing.  A memory store cannot be shared, so then
 the workers stay in this process.  This module owns the signals, so the first SIGINT/SIGTERM stops
 everything gracefully (requests and handlers in flight finish) and a second one makes
 the web server stop waiting and the worker processes exit at once.
@@ -29,8 +30,8 @@ import uvicorn
 from lunamail.entrypoints.cli.common import err_console, fail
 from lunamail.entrypoints.cli.context import get_app
 from lunamail.entrypoints.http.app import create_app
+from lunamail.entrypoints.http.edge import edge_protocol, limits_from
 from lunamail.entrypoints.http.routes_tracking import TrackingFront
-from lunamail.entrypoints.http.tracking_protocol import tracking_protocol as bound_tracking_protocol
 from lunamail.runtime.bootstrap import System
 from lunamail.runtime.supervisor import WorkerProcesses
 
@@ -54,15 +55,12 @@ async def serve_all(
     stop: asyncio.Event | None = None,
     log_level: str = "info",
     worker_processes: int = 0,
-    tracking_protocol: bool = True,
 ) -> None:
     """Run the API (and the workers) until ``stop`` is set or a signal arrives.
 
     With ``workers`` the handlers run in this process when ``worker_processes`` is 0,
     else in that many child processes (started, restarted and stopped here).
-    ``stop`` lets tests and embedders end it without signals.  ``tracking_protocol`` answers
-    pixel and click requests below ASGI (:mod:`lunamail.entrypoints.http.tracking_protocol`);
-    off, they take the ASGI path (the benchmark's baseline).  When the web server
+    ``stop`` lets tests and embedders end it without signals.  When the web server
     exits on its own (e.g. the port is taken) the workers are stopped too.
     """
     if worker_processes < 0:
@@ -72,13 +70,12 @@ async def serve_all(
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     app = create_app(system)
-    # The tracking front also in front of FastAPI's own per-request layers (see TrackingFront);
-    # with the tracking protocol, pixels and clicks on plain keep-alive connections do not
-    # even reach ASGI.
+    # The tracking front also in front of FastAPI's own per-request layers (see TrackingFront).
+    # No WebSocket routes: an Upgrade header is just a header.
     config = uvicorn.Config(
         TrackingFront(app, state=app.state), host=host, port=port, log_level=log_level,
-        lifespan="off", access_log=False,
-        http=bound_tracking_protocol(app.state) if tracking_protocol else "auto",
+        lifespan="off", access_log=False, ws="none",
+        http=edge_protocol(limits_from(system.settings.extra)),
     )
     server = _Server(config)
     children = WorkerProcesses(system.settings, worker_processes) if workers and worker_processes else None

@@ -30,6 +30,7 @@ from lunamail.entrypoints.http import (
 )
 from lunamail.entrypoints.http.auth import require_account
 from lunamail.entrypoints.http.context import ApiContext, Publish
+from lunamail.entrypoints.http.edge import BodyAfterAuth
 from lunamail.entrypoints.http.errors import install_error_handlers
 from lunamail.ports.deps import Deps
 from lunamail.services.feedback.sns import SnsVerifier
@@ -95,6 +96,8 @@ def create_app(
     install_error_handlers(app)
     # open pixels and click redirects are the hottest requests: answered before routing
     app.add_middleware(routes_tracking.TrackingFront)
+    # a /v1 body is read only after its key checked out (FastAPI reads bodies before auth)
+    app.add_middleware(BodyAfterAuth)
 
     @app.get("/health", tags=["health"], summary="Liveness (no authentication)")
     def health() -> dict[str, str]:

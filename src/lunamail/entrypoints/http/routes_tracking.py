@@ -114,7 +114,7 @@ class GroupCommit:
     def submit(self, message: Message | Later, finished: Callable[[BaseException | None], None]) -> None:
         """Queue ``message``; ``finished(None)`` runs on the loop once it is durable, or
         ``finished(exc)`` when its write failed.  The callback form of :meth:`emit`, for
-        callers without a coroutine (the tracking protocol)."""
+        callers without a coroutine."""
         self._pending.append((message, finished))
         if self._writer is None:
             self._writer = self.loop.create_task(self._write())
