@@ -50,27 +50,28 @@ def _answer(s: socket.socket, timeout: float) -> bytes:
     return out
 
 
-def _held(served: Served, conns: list[socket.socket], hold: float) -> tuple[float, bool]:
-    """Hold the attack connections open for ``hold`` seconds, probing liveness halfway; the
-    server's CPU seconds over the hold and whether the probe was answered within 1 s."""
-    c0 = served.cpu()
-    time.sleep(hold / 2)
-    alive = served.alive_within(1.0)
-    time.sleep(hold / 2)
-    return served.cpu() - c0, alive
+def _held(served: Served, first: bytes, n: int = 50) -> tuple[float, bool, list[bytes]]:
+    """Open ``n`` connections that send ``first`` and then nothing; hold them for most of the
+    head timeout, probing liveness halfway.  The server's CPU seconds over the hold, whether
+    the probe was answered within 1 s, and what each connection got until it was closed."""
+    conns = [_open(served.port, first) for _ in range(n)]
+    try:
+        c0 = served.cpu()
+        time.sleep(HEAD_TIMEOUT * 0.45)
+        alive = served.alive_within(1.0)
+        time.sleep(HEAD_TIMEOUT * 0.45)
+        cpu = served.cpu() - c0
+        return cpu, alive, [_answer(c, HEAD_TIMEOUT + 3) for c in conns]
+    finally:
+        for c in conns:
+            c.close()
 
 
 @pytest.mark.parametrize("first", [b"GET /o/abc", b"GET /c/abc HTTP/1.1\r\nHost: x\r\n", CLIENT_HELLO[:40],
                                    b"POST /v1/lists HTTP/1.1\r\nContent-Le"],
                          ids=["pixel-path", "click-headers", "partial-tls", "v1-partial"])
 def test_half_open_heads_are_answered_408_and_cost_no_cpu(served: Served, first: bytes) -> None:
-    conns = [_open(served.port, first) for _ in range(50)]
-    try:
-        cpu, alive = _held(served, conns, HEAD_TIMEOUT * 0.9)
-        answers = [_answer(c, HEAD_TIMEOUT + 3) for c in conns]
-    finally:
-        for c in conns:
-            c.close()
+    cpu, alive, answers = _held(served, first)
     # a whole TLS record prefix is not HTTP at all: 400; a partial head times out: 408
     refused = sum(clean_refusal(a, (400, 408)) for a in answers)
     harm = len(answers) - refused + (0 if alive else 1) + (0 if cpu < CPU_PER_SECOND_HELD * HEAD_TIMEOUT else 1)
@@ -90,13 +91,7 @@ def test_tls_client_hello_on_the_http_port(served: Served) -> None:
 
 
 def test_a_silent_connection_is_closed(served: Served) -> None:
-    conns = [_open(served.port, b"") for _ in range(50)]
-    try:
-        cpu, alive = _held(served, conns, HEAD_TIMEOUT * 0.9)
-        answers = [_answer(c, HEAD_TIMEOUT + 3) for c in conns]
-    finally:
-        for c in conns:
-            c.close()
+    cpu, alive, answers = _held(served, b"")
     closed = sum(a == b"" for a in answers)  # closed without a word: nothing was asked
     sheet.record("http", "silent connection", len(answers), closed, len(answers) - closed + (not alive))
     assert alive and cpu < CPU_PER_SECOND_HELD * HEAD_TIMEOUT
