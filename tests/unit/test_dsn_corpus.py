@@ -51,7 +51,8 @@ def test_corpus_verp_token_names_the_reported_recipient(case: str) -> None:
     if got.verp is None:
         assert expected.get("verp") is None
         return
-    token = decode_return_path(lambda _a: CORPUS_KEY, got.verp)
+    token = decode_return_path(lambda _a: CORPUS_KEY, got.verp, account="acme",
+                               campaign_hints=["spring-sale"])
     assert token is not None and (token.account, token.campaign) == ("acme", "spring-sale")
     assert got.recipients and token.matches(got.recipients[0])
 

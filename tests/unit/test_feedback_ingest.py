@@ -37,7 +37,7 @@ class CorpusSecrets:
 @pytest.fixture
 def deps(tmp_path: Path) -> Deps:
     clock = FakeClock()
-    return Deps(
+    d = Deps(
         settings=Settings(data_dir=tmp_path),
         store=MemoryItemStore(clock=clock),
         blobs=FileBlobs(
@@ -46,6 +46,9 @@ def deps(tmp_path: Path) -> Deps:
         clock=clock,
         secrets=CorpusSecrets(),
     )
+    # What the feedback handler of CampaignSendStarted records when the corpus campaign starts.
+    ingest.remember_campaign_ref(d, A, "spring-sale")
+    return d
 
 
 def raw(case: str) -> bytes:
@@ -127,6 +130,7 @@ def test_a_token_of_another_account_is_not_trusted(deps: Deps) -> None:
 def test_a_token_carrying_a_recipient_id_is_matched_against_the_report(deps: Deps) -> None:
     short = encode_return_path(CORPUS_KEY, account=A, campaign="c-long", email="jdoe@example.net",
                                domain="bounces.example.com", max_local_part=20)  # fmt: skip
+    ingest.remember_campaign_ref(deps, A, "c-long")
     [ev] = ingest_bytes(deps, raw("postfix_hard_511"), envelope_to=short)
     assert isinstance(ev, Bounced)
     assert (ev.email, ev.campaign) == ("jdoe@example.net", "c-long")
@@ -172,6 +176,7 @@ def test_the_x_lunamail_token_header_of_the_original_maps_the_bounce(deps: Deps)
     path = encode_return_path(CORPUS_KEY, account=A, campaign="fall", email="Zed@example.com",
                               domain="bounces.example.com")  # fmt: skip
     data = MINIMAL_DSN.format(rcpt="zed@example.com", token=path.partition("@")[0]).encode()
+    ingest.remember_campaign_ref(deps, A, "fall")
     [ev] = ingest_bytes(deps, data)
     assert isinstance(ev, Bounced)
     # the token's address (as sent, case kept) wins over the report's lower-cased copy

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from lunamail.lib.verp import campaign_ref
 from lunamail.services.feedback.sns import parse_ses_notification
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -46,14 +47,17 @@ def test_undetermined_bounce_is_soft_and_maps_through_verp() -> None:
     doc = load("ses_bounce_undetermined_verp.json")
     (plain,) = parse_ses_notification(doc)
     assert (plain["bounce_type"], plain["account"], plain["campaign"]) == ("soft", "", "")
-    (mapped,) = parse_ses_notification(doc, key_for_account=lambda _a: CORPUS_KEY)
+    refs = {campaign_ref(CORPUS_KEY, "spring-sale"): "spring-sale"}
+    (mapped,) = parse_ses_notification(doc, key_for_account=lambda _a: CORPUS_KEY,
+                                       default_account="acme", campaign_for_ref=refs.get)
     assert (mapped["account"], mapped["campaign"], mapped["email"]) == (
         "acme",
         "spring-sale",
         "chris@example.com",
     )
-    (forged,) = parse_ses_notification(doc, key_for_account=lambda _a: b"wrong-key")
-    assert forged["account"] == "" and forged["campaign"] == ""
+    (forged,) = parse_ses_notification(doc, key_for_account=lambda _a: b"wrong-key",
+                                       default_account="acme", campaign_for_ref=refs.get)
+    assert forged["campaign"] == ""
 
 
 def test_complaint() -> None:

@@ -1,58 +1,61 @@
 """VERP return paths: a signed token in the bounce address that maps a bounce back
-to (account, campaign, recipient) without any lookup.
+to (campaign, recipient) of the account whose inbound mail it arrives in.
 
-Layout of ``<prefix>+<token>@<domain>``: the token is unpadded, lowercase
-base32 (some MTAs lowercase local parts; base32 survives that, base64 does not)
-of ``header || account || campaign || recipient || mac``:
+Layout of ``<prefix>+<token>@<domain>``: the token is unpadded, lowercase base32
+(some MTAs lowercase local parts; base32 survives that, base64 does not) of
+``header || ref || recipient || mac``:
 
 * ``header`` -- one byte: format version (high nibble) and flags (bit 0 set: the
   recipient is carried as :func:`recipient_id`, not as the address).
-* ``account`` and ``campaign`` -- one length byte whose two high bits say how the
-  text is packed (raw UTF-8, lowercase hex as bytes, or a canonical UUID as 16
-  bytes; hex ids are the common case and pack to half their length), then the data.
-* ``recipient`` -- the rest: the address as UTF-8, or the 10-byte recipient id.
-* ``mac`` -- the first 10 bytes of HMAC-SHA256(account key, everything before it),
-  so a forged or altered token is rejected (80 bits: unguessable online).
+* ``ref`` -- the campaign's short reference, :func:`campaign_ref`: 6 bytes of an
+  HMAC of the campaign id under the account's key.  Whoever ingests the bounce
+  maps it back to the campaign id (a lookup written when the campaign starts, or a
+  campaign id named in the returned original, checked against the reference).
+* ``recipient`` -- the rest: the address as UTF-8 when it fits, else the 10-byte id.
+* ``mac`` -- the first 10 bytes of HMAC-SHA256(account key, account || campaign ||
+  everything before it), so a forged or altered token, or one replayed against
+  another account or campaign, is rejected (80 bits: unguessable online).
 
-RFC 5321 caps a local part at 64 octets.  The address is carried in full only
-when the local part then stays within ``max_local_part``; otherwise the token
-carries the short stable :func:`recipient_id` and feedback maps back through it
-(compare it to the recipients named in the bounce report, or keep an id -> address
-projection).  Long account or campaign ids can still push a token past 64; short
-ids keep it under.
+The account is not in the token: a bounce arrives at one account's inbound route,
+and the key (and so the MAC) is that account's.  With the default prefix the local
+part is at most 2 + 44 = 46 octets for any account and campaign id, well within
+RFC 5321's 64.  The address is carried in full only when the local part stays
+within ``max_local_part``; otherwise feedback matches the id against the
+recipients named in the bounce report.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import re
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from lunamail.lib.tokens import hmac_sha256
 
-__all__ = ["MAC_BYTES", "VerpToken", "decode_return_path", "encode_return_path", "recipient_id"]
+__all__ = [
+    "MAC_BYTES",
+    "VerpToken",
+    "campaign_ref",
+    "decode_return_path",
+    "encode_return_path",
+    "recipient_id",
+    "return_path_ref",
+]
 
 MAC_BYTES = 10
+REF_BYTES = 6
 _ID_BYTES = 10
-_VERSION = 1
+_VERSION = 2
 _FLAG_ID = 0x01
+_MIN_BYTES = 1 + REF_BYTES + 1 + MAC_BYTES
 
-_KIND_RAW = 0x00
-_KIND_HEX = 0x40
-_KIND_UUID = 0x80
-_LEN_MASK = 0x3F
-_KIND_MASK = 0xC0
-
-_HEX_RE = re.compile(r"(?:[0-9a-f]{2})+")
-_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _TOKEN_RE = re.compile(r"[a-z2-7]+")
-_PREFIX_RE = re.compile(r"[A-Za-z0-9._]{0,32}")
+_PREFIX_RE = re.compile(r"[A-Za-z0-9._]{0,16}")
 _SEPARATORS = "+-="
 _MAX_ADDRESS = 1024  # anything longer is garbage; refuse before doing work
+_MAX_HINTS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,16 @@ def _recipient_id_bytes(email: str) -> bytes:
     return hashlib.sha256(email.strip().lower().encode("utf-8")).digest()[:_ID_BYTES]
 
 
+def _ref_bytes(key: bytes, campaign: str) -> bytes:
+    return hmac_sha256(key, b"verp-ref\x00" + campaign.encode("utf-8"))[:REF_BYTES]
+
+
+def campaign_ref(key: bytes, campaign: str) -> str:
+    """The campaign's short reference in its return paths (10 base32 chars): what the
+    feedback side stores to map a bounce back to the campaign id."""
+    return _b32(_ref_bytes(key, campaign))
+
+
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 # 10 bits -> 2 chars: the stdlib base32 is pure Python and was the hot path's main cost.
 _PAIRS = tuple(_ALPHABET[i >> 5] + _ALPHABET[i & 31] for i in range(1024))
@@ -119,52 +132,19 @@ def _unb32(token: str) -> bytes | None:
     return (value >> extra).to_bytes(size, "big")
 
 
-def _pack_field(text: str, what: str) -> bytes:
-    if _UUID_RE.fullmatch(text):
-        return bytes((_KIND_UUID,)) + uuid.UUID(text).bytes
-    if len(text) <= 2 * _LEN_MASK and _HEX_RE.fullmatch(text):
-        data = bytes.fromhex(text)
-        return bytes((_KIND_HEX | len(data),)) + data
-    data = text.encode("utf-8")
-    if len(data) > _LEN_MASK:
-        raise ValueError(f"{what} is {len(data)} bytes; a return path carries at most {_LEN_MASK}")
-    return bytes((_KIND_RAW | len(data),)) + data
-
-
-@functools.lru_cache(maxsize=64)
 def _lead(local_prefix: str, separator: str) -> str:
     if (
         separator not in _SEPARATORS
         or len(separator) != 1
         or not _PREFIX_RE.fullmatch(local_prefix)
     ):
-        raise ValueError("local_prefix must be [A-Za-z0-9._]{0,32} and separator one of + - =")
+        raise ValueError("local_prefix must be [A-Za-z0-9._]{0,16} and separator one of + - =")
     return local_prefix + separator
 
 
-@functools.lru_cache(maxsize=1024)
-def _pack_head(account: str, campaign: str) -> bytes:
-    """Cached: every recipient of a campaign shares it, and it runs per message."""
-    return _pack_field(account, "account") + _pack_field(campaign, "campaign")
-
-
-def _unpack_field(buf: bytes, pos: int) -> tuple[str, int]:
-    head = buf[pos]
-    kind = head & _KIND_MASK
-    pos += 1
-    if kind == _KIND_UUID:
-        end = pos + 16
-        if end > len(buf):
-            raise ValueError("truncated")
-        return str(uuid.UUID(bytes=buf[pos:end])), end
-    end = pos + (head & _LEN_MASK)
-    if end > len(buf):
-        raise ValueError("truncated")
-    if kind == _KIND_HEX:
-        return buf[pos:end].hex(), end
-    if kind == _KIND_RAW:
-        return buf[pos:end].decode("utf-8"), end
-    raise ValueError("unknown field kind")
+def _mac(key: bytes, account: str, campaign: str, body: bytes) -> bytes:
+    bound = account.encode("utf-8") + b"\x00" + campaign.encode("utf-8") + b"\x00" + body
+    return hmac_sha256(key, bound)[:MAC_BYTES]
 
 
 def encode_return_path(
@@ -178,24 +158,22 @@ def encode_return_path(
     separator: str = "+",
     max_local_part: int = 64,
 ) -> str:
-    """The signed bounce address for one recipient of one campaign.
-
-    Raises ``ValueError`` on an empty key, an unusable prefix/separator or an
-    account/campaign id too long to carry (> 63 bytes unless hex or UUID).
-    """
+    """The signed bounce address for one recipient of one campaign.  Its local part is
+    at most ``max_local_part`` octets (never more than 64 with the default prefix)
+    whatever the ids.  Raises ``ValueError`` on an empty key or an unusable
+    prefix/separator."""
     if not key:
         raise ValueError("the VERP key must not be empty")
     lead = _lead(local_prefix, separator)
-    head = _pack_head(account, campaign)
+    ref = _ref_bytes(key, campaign)
     raw_email = email.encode("utf-8")
     # Base32 turns n bytes into ceil(8n/5) chars: carry the address only if it fits.
-    full_len = 1 + len(head) + len(raw_email) + MAC_BYTES
+    full_len = 1 + REF_BYTES + len(raw_email) + MAC_BYTES
     if len(lead) + (8 * full_len + 4) // 5 <= max_local_part:
-        body = bytes((_VERSION << 4,)) + head + raw_email
+        body = bytes((_VERSION << 4,)) + ref + raw_email
     else:
-        body = bytes((_VERSION << 4 | _FLAG_ID,)) + head + _recipient_id_bytes(email)
-    mac = hmac_sha256(key, body)[:MAC_BYTES]
-    return f"{lead}{_b32(body + mac)}@{domain}"
+        body = bytes((_VERSION << 4 | _FLAG_ID,)) + ref + _recipient_id_bytes(email)
+    return f"{lead}{_b32(body + _mac(key, account, campaign, body))}@{domain}"
 
 
 def _token_of(address: str) -> str | None:
@@ -208,35 +186,75 @@ def _token_of(address: str) -> str | None:
     return token if _TOKEN_RE.fullmatch(token) else None
 
 
-def decode_return_path(key_for_account: Callable[[str], bytes], address: str) -> VerpToken | None:
-    """The token in a (possibly case-folded) bounce address, or ``None`` when the
-    address carries none, is garbage, names an unknown account or fails the MAC.
-    Never raises: ``key_for_account`` may raise or return ``b""`` for unknown accounts."""
+def _parse(address: object) -> bytes | None:
+    if not isinstance(address, str) or len(address) > _MAX_ADDRESS:
+        return None
+    token = _token_of(address)
+    if token is None:
+        return None
+    buf = _unb32(token)
+    if buf is None or len(buf) < _MIN_BYTES:
+        return None
+    version, flags = buf[0] >> 4, buf[0] & 0x0F
+    if version != _VERSION or flags & ~_FLAG_ID:
+        return None
+    if flags & _FLAG_ID and len(buf) != 1 + REF_BYTES + _ID_BYTES + MAC_BYTES:
+        return None
+    return buf
+
+
+def return_path_ref(address: str) -> str | None:
+    """The campaign reference a (well-formed) return path carries, unverified: what
+    to look up before :func:`decode_return_path` checks the signature."""
     try:
-        if not isinstance(address, str) or len(address) > _MAX_ADDRESS:
+        buf = _parse(address)
+    except Exception:
+        return None
+    return None if buf is None else _b32(buf[1 : 1 + REF_BYTES])
+
+
+def decode_return_path(
+    key_for_account: Callable[[str], bytes],
+    address: str,
+    *,
+    account: str,
+    campaign_for_ref: Callable[[str], str | None] | None = None,
+    campaign_hints: Iterable[str | None] = (),
+) -> VerpToken | None:
+    """The token in a (possibly case-folded) bounce address that arrived for
+    ``account``, or ``None`` when the address carries none, is garbage, or no
+    candidate campaign -- ``campaign_for_ref(ref)``, then each of ``campaign_hints``
+    (e.g. a campaign id named in the returned original) -- matches its reference
+    and signature.  Never raises: the callables may raise or return ``b""``/None."""
+    try:
+        buf = _parse(address)
+        if buf is None:
             return None
-        token = _token_of(address)
-        if token is None:
-            return None
-        buf = _unb32(token)
-        if buf is None or len(buf) < 3 + MAC_BYTES:
-            return None
-        version, flags = buf[0] >> 4, buf[0] & 0x0F
-        if version != _VERSION or flags & ~_FLAG_ID:
-            return None
-        body, mac = buf[:-MAC_BYTES], buf[-MAC_BYTES:]
-        account, pos = _unpack_field(body, 1)
-        campaign, pos = _unpack_field(body, pos)
-        rest = body[pos:]
         key = key_for_account(account)
         if not key or not isinstance(key, bytes | bytearray):
             return None
-        if not hmac.compare_digest(hmac_sha256(bytes(key), body)[:MAC_BYTES], mac):
-            return None
-        if flags & _FLAG_ID:
-            if len(rest) != _ID_BYTES:
+        key = bytes(key)
+        body, mac, ref = buf[:-MAC_BYTES], buf[-MAC_BYTES:], buf[1 : 1 + REF_BYTES]
+        candidates: list[str] = []
+        if campaign_for_ref is not None:
+            try:
+                found = campaign_for_ref(_b32(ref))
+            except Exception:
+                found = None
+            if isinstance(found, str) and found:
+                candidates.append(found)
+        for hint in campaign_hints:
+            if isinstance(hint, str) and hint.strip() and len(candidates) < _MAX_HINTS:
+                candidates.append(hint.strip())
+        for campaign in candidates:
+            if not hmac.compare_digest(_ref_bytes(key, campaign), ref):
+                continue
+            if not hmac.compare_digest(_mac(key, account, campaign, body), mac):
                 return None
-            return VerpToken(account, campaign, _b32(rest), is_id=True)
-        return VerpToken(account, campaign, rest.decode("utf-8"))
+            rest = body[1 + REF_BYTES :]
+            if buf[0] & _FLAG_ID:
+                return VerpToken(account, campaign, _b32(rest), is_id=True)
+            return VerpToken(account, campaign, rest.decode("utf-8"))
+        return None
     except Exception:  # a bounce address is untrusted input: any failure means "no token"
         return None

@@ -53,6 +53,7 @@ def _routes() -> dict[type[Message], tuple[Handler, ...]]:
         camp.SendCampaign: (campaigns.handle_send_campaign,),
         camp.CampaignSendStarted: (
             delivery.on_campaign_send_started, reports.on_send_started, tracking.on_campaign_send_started,
+            feedback.on_campaign_send_started,
         ),
         camp.SendTest: (delivery.send_test,),
         camp.CampaignPaused: (delivery.on_campaign_paused, reports.on_paused),

@@ -141,6 +141,7 @@ def router_factory(
                 str(payload.get("Message", "")),
                 key_for_account=ingest.verp_key_for(deps, account),
                 default_account=account,
+                campaign_for_ref=ingest.campaign_for_ref(deps, account),
             )
         except (ValueError, TypeError) as exc:
             log.warning(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from lunamail.domain.campaigns import CampaignSendStarted
 from lunamail.domain.feedback import IngestRaw
 from lunamail.domain.messages import Message
 from lunamail.ports.deps import Deps
@@ -17,11 +18,13 @@ from lunamail.ports.itemstore import IF_ABSENT, ConditionFailed, attr_equals
 
 from . import dsn
 from .ingest import (
+    campaign_for_ref,
     events_for,
     events_from_records,
     feedback_pk,
     ingest_sk,
     record_done,
+    remember_campaign_ref,
     verp_key_for,
 )
 
@@ -70,6 +73,7 @@ def ingest_raw(msg: IngestRaw, deps: Deps) -> list[Message]:
         key_for_account=verp_key_for(deps, msg.account),
         at=at,
         ref=sha[:32],
+        campaign_lookup=campaign_for_ref(deps, msg.account),
     )
     if cls.kind == "other":
         log.info(
@@ -85,3 +89,9 @@ def ingest_raw(msg: IngestRaw, deps: Deps) -> list[Message]:
         again = deps.store.get(pk, sk)
         return _replay_or_nothing(msg, again) if again is not None else []
     return list(res.events)
+
+
+def on_campaign_send_started(msg: CampaignSendStarted, deps: Deps) -> list[Message]:
+    """Remember the campaign's return-path reference, so its bounces map back to it."""
+    remember_campaign_ref(deps, msg.account, msg.campaign)
+    return []

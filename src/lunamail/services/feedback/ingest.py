@@ -43,7 +43,7 @@ from lunamail.domain.feedback import (
 from lunamail.domain.messages import Event, Message, from_dict
 from lunamail.domain.tracking import Clicked, Opened
 from lunamail.lib import emails, tokens
-from lunamail.lib.verp import VerpToken, decode_return_path
+from lunamail.lib.verp import VerpToken, campaign_ref, decode_return_path
 from lunamail.ports.deps import Deps
 from lunamail.ports.itemstore import IF_ABSENT, ConditionFailed, Item
 
@@ -53,6 +53,7 @@ from .sns import parse_ses_notification
 __all__ = [
     "MAX_RAW_BYTES",
     "Resolution",
+    "campaign_for_ref",
     "events_for",
     "events_from_records",
     "events_from_ses",
@@ -62,6 +63,7 @@ __all__ = [
     "ingest_sk",
     "raw_blob_key",
     "record_done",
+    "remember_campaign_ref",
     "ses_blob_key",
     "store_raw",
     "store_ses",
@@ -192,13 +194,39 @@ def _normal(addr: str) -> str | None:
     return found
 
 
+def campaign_ref_sk(ref: str) -> str:
+    return f"CREF#{ref}"
+
+
+def remember_campaign_ref(deps: Deps, account: str, campaign: str) -> None:
+    """Record which campaign a return-path reference stands for (idempotent)."""
+    ref = campaign_ref(deps.secrets.key(account, tokens.VERP), campaign)
+    deps.store.put({"pk": feedback_pk(account), "sk": campaign_ref_sk(ref), "campaign": campaign})
+
+
+def campaign_for_ref(deps: Deps, account: str) -> Callable[[str], str | None]:
+    """The lookup of a return path's campaign reference, within ``account``."""
+
+    def find(ref: str) -> str | None:
+        item = deps.store.get(feedback_pk(account), campaign_ref_sk(ref))
+        return str(item["campaign"]) if item and item.get("campaign") else None
+
+    return find
+
+
 def _find_token(
-    cls: Classification, envelope_to: str | None, key_for_account: Callable[[str], bytes]
+    cls: Classification,
+    envelope_to: str | None,
+    account: str,
+    key_for_account: Callable[[str], bytes],
+    campaign_lookup: Callable[[str], str | None] | None,
 ) -> tuple[VerpToken, str] | None:
     candidates = [cls.verp, envelope_to, *(cls.original_headers.get(h) for h in _TOKEN_HEADERS)]
+    hints = (cls.original_headers.get("x-lunamail-campaign"),)
     for cand in candidates:
         if cand:
-            token = decode_return_path(key_for_account, cand.strip())
+            token = decode_return_path(key_for_account, cand.strip(), account=account,
+                                       campaign_for_ref=campaign_lookup, campaign_hints=hints)
             if token is not None:
                 return token, cand.strip()
     return None
@@ -220,11 +248,13 @@ def events_for(
     key_for_account: Callable[[str], bytes],
     at: float,
     ref: str,
+    campaign_lookup: Callable[[str], str | None] | None = None,
 ) -> Resolution:
     """Map a classification to events (pure but for the key lookup).  ``ref`` makes the
-    event ids: the same message always yields the same ids."""
+    event ids: the same message always yields the same ids.  ``campaign_lookup`` maps a
+    return path's campaign reference to the campaign id (see :func:`campaign_for_ref`)."""
     out = Resolution()
-    found = _find_token(cls, envelope_to, key_for_account)
+    found = _find_token(cls, envelope_to, account, key_for_account, campaign_lookup)
     reported = _reported(cls)
     if found is not None:
         token, out.verp = found

@@ -228,6 +228,7 @@ def _resolve(
     campaign_tags: Iterable[str],
     key_for_account: Callable[[str], bytes] | None,
     default_account: str,
+    campaign_for_ref: Callable[[str], str | None] | None = None,
 ) -> tuple[str, str, str | None]:
     """(account, campaign, verp recipient) from tags, then the VERP return path, then
     the X-Lunamail-* headers."""
@@ -237,15 +238,16 @@ def _resolve(
     campaign = _first_tag(tags, campaign_tags)
     verp_email: str | None = None
     headers = _header_map(mail)
-    if key_for_account is not None and (not account or not campaign):
+    account = account or headers.get("x-lunamail-account", "") or default_account
+    if key_for_account is not None and account and not campaign:
+        hints = (headers.get("x-lunamail-campaign"),)
         for candidate in (headers.get("return-path"), mail.get("source")):
-            token = decode_return_path(key_for_account, _strip_addr(candidate))
-            if token is not None and (not account or token.account == account):
-                account = account or token.account
-                campaign = campaign or token.campaign
+            token = decode_return_path(key_for_account, _strip_addr(candidate), account=account,
+                                       campaign_for_ref=campaign_for_ref, campaign_hints=hints)
+            if token is not None:
+                campaign = token.campaign
                 verp_email = token.email
                 break
-    account = account or headers.get("x-lunamail-account", "") or default_account
     campaign = campaign or headers.get("x-lunamail-campaign", "")
     return account, campaign, verp_email
 
@@ -257,6 +259,7 @@ def parse_ses_notification(
     campaign_tags: Iterable[str] = ("lm_campaign", "lunamail:campaign"),
     key_for_account: Callable[[str], bytes] | None = None,
     default_account: str = "",
+    campaign_for_ref: Callable[[str], str | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Plain event dicts for one SES notification (the SNS ``Message``, parsed or not;
     a whole SNS envelope is unwrapped too).
@@ -270,11 +273,12 @@ def parse_ses_notification(
     ``sub_type``; delivery_delay ``status``, ``diagnostic``, ``delay_type``; reject
     ``reason``; open/click ``ip``, ``user_agent`` (click: ``link``, ``link_tags``).
 
-    Account and campaign come from ``mail.tags`` (first of ``account_tags`` /
-    ``campaign_tags``; SES tag values are lists), else the VERP Return-Path header or
-    ``mail.source`` when ``key_for_account`` is given (authenticated), else the
-    ``X-Lunamail-Account`` / ``X-Lunamail-Campaign`` headers in ``mail.headers``,
-    else ``default_account`` / ``""``.  Raises ``ValueError`` on a payload that is
+    The account comes from ``mail.tags`` (first of ``account_tags``; SES tag values
+    are lists), else the ``X-Lunamail-Account`` header in ``mail.headers``, else
+    ``default_account``.  The campaign comes from the tags, else the VERP Return-Path
+    header or ``mail.source`` when ``key_for_account`` is given (authenticated; its
+    reference is resolved by ``campaign_for_ref`` or checked against the
+    ``X-Lunamail-Campaign`` header), else that header, else ``""``.  Raises ``ValueError`` on a payload that is
     not a SES notification object.
     """
     doc: Any = message
@@ -292,7 +296,7 @@ def parse_ses_notification(
     mail_obj = doc.get("mail")
     mail: dict[str, Any] = mail_obj if isinstance(mail_obj, dict) else {}
     account, campaign, verp_email = _resolve(
-        mail, account_tags, campaign_tags, key_for_account, default_account
+        mail, account_tags, campaign_tags, key_for_account, default_account, campaign_for_ref
     )
     mail_at = _epoch(mail.get("timestamp")) or 0.0
     destination = [d for d in mail.get("destination") or [] if isinstance(d, str)]
