@@ -21,6 +21,7 @@ from lunamail.lib.verp import encode_return_path
 from lunamail.runtime import routing
 from lunamail.services.audience import api, reactions
 from lunamail.services.feedback import handlers, policy
+from lunamail.services.feedback.ingest import remember_campaign_ref
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "dsn"
 ACCOUNT = "default"
@@ -66,6 +67,7 @@ def test_ingest_files_updates_the_lists_and_is_idempotent(cli: CliRunner, tmp_pa
     # a bounce addressed to a return path signed with this data folder's own key
     verp = encode_return_path(deps.secrets.key(ACCOUNT, tokens.VERP), account=ACCOUNT,
                               campaign="launch", email="jdoe@example.net", domain="b.example.com")  # fmt: skip
+    remember_campaign_ref(deps, ACCOUNT, "launch")  # as when the campaign started
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     for case in ("postfix_hard_511", "arf_yahoo_abuse", "autoreply_ooo_auto_submitted"):

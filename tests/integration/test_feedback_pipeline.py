@@ -122,6 +122,7 @@ def test_verp_token_with_recipient_id_on_the_envelope(system: System) -> None:
     news, _ = setup_lists(system, "jdoe@example.net")
     envelope = encode_return_path(CORPUS_KEY, account=A, campaign="c9", email="jdoe@example.net",
                                   domain="bounces.example.com", max_local_part=20)  # fmt: skip
+    ingest.remember_campaign_ref(system.deps, A, "c9")  # as when campaign c9 started
     cmd = feed(system, (CORPUS / "postfix_hard_511.eml").read_bytes(), envelope)
     run(system)
     rec = ingest.ingest_record(system.deps, A, cmd.sha256)
