@@ -32,7 +32,9 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sink: CaptureServer) ->
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("LUNAMAIL_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("LUNAMAIL_SMTP_URL", f"smtp://127.0.0.1:{sink.port}")
-    yield CliRunner()
+    runner = CliRunner()
+    assert runner.invoke(app, ["init"]).exit_code == 0  # an uninitialised folder is refused
+    yield runner
     close_apps()
 
 
@@ -75,7 +77,7 @@ def test_create_preview_send_wait_and_report(cli: CliRunner, tmp_path: Path, sin
 
     report = ok(cli, "campaigns", "report", camp)
     assert (report["status"], report["sent"]) == ("sent", 3)
-    assert [c["status"] for c in ok(cli, "campaigns", "ls")] == ["sent"]
+    assert [c["status"] for c in ok(cli, "campaigns", "ls")["items"]] == ["sent"]
     assert err(cli, "campaigns", "pause", camp)["message"].startswith("cannot pause")
 
 

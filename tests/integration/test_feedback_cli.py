@@ -49,7 +49,9 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
         return routes
 
     monkeypatch.setattr(routing, "_routes", with_feedback)
-    yield CliRunner()
+    runner = CliRunner()
+    assert runner.invoke(app, ["init"]).exit_code == 0  # an uninitialised folder is refused
+    yield runner
     close_apps()
 
 

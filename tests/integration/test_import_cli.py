@@ -21,7 +21,9 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
     for var in ("LUNAMAIL_CONFIG", "LUNAMAIL_ACCOUNT"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("LUNAMAIL_DATA_DIR", str(tmp_path / "data"))
-    yield CliRunner()
+    runner = CliRunner()
+    assert runner.invoke(app, ["init"]).exit_code == 0  # an uninitialised folder is refused
+    yield runner
     close_apps()
 
 
@@ -36,10 +38,10 @@ def test_lists_create_and_ls(cli: CliRunner) -> None:
                  "--field", "age:number", "--field", "city")  # fmt: skip
     assert (created["name"], created["double_opt_in"]) == ("News", True)
     assert created["fields"] == [{"name": "age", "type": "number"}, {"name": "city", "type": "text"}]
-    listed = ok(cli, "lists", "ls")
+    listed = ok(cli, "lists", "ls")["items"]
     assert [(x["id"], x["name"], x["counts"]["subscribed"]) for x in listed] == [(created["id"], "News", 0)]
     dup = cli.invoke(app, ["lists", "create", "news", "--json"])
-    assert dup.exit_code == 3
+    assert dup.exit_code == 1  # the operation failed (a conflict)
     assert orjson.loads(dup.stdout)["error"]["message"] == "a list named 'news' already exists"
 
 
@@ -53,13 +55,13 @@ def test_import_with_mapping_then_browse_and_unsubscribe(cli: CliRunner, tmp_pat
     }  # fmt: skip
     assert summary["error_report"].endswith("errors.csv")
     page = ok(cli, "subscribers", "ls", "--list", "news")
-    assert [(s["email"], s["name"], s["fields"]) for s in page["subscribers"]] == [
+    assert [(s["email"], s["name"], s["fields"]) for s in page["items"]] == [
         ("ann@example.com", "Ann", {"city": "Paris"}), ("bob@example.com", "Bob", {"city": "Rome"})
     ]  # fmt: skip
     assert ok(cli, "subscribers", "unsubscribe", "bob@example.com", "--list", "news")["status"] == "unsubscribed"
     subscribed = ok(cli, "subscribers", "ls", "--list", "news", "--status", "subscribed")
-    assert [s["email"] for s in subscribed["subscribers"]] == ["ann@example.com"]
-    counts = ok(cli, "lists", "ls")[0]["counts"]
+    assert [s["email"] for s in subscribed["items"]] == ["ann@example.com"]
+    counts = ok(cli, "lists", "ls")["items"][0]["counts"]
     assert (counts["subscribed"], counts["unsubscribed"]) == (1, 1)
 
 
@@ -84,11 +86,13 @@ def test_subscribers_add_show_rm_and_suppression(cli: CliRunner) -> None:
     assert ok(cli, "subscribers", "show", "Ann@example.com", "--list", "news")["name"] == "Ann"
     ok(cli, "subscribers", "rm", "Ann@example.com", "--list", "news")
     missing = cli.invoke(app, ["subscribers", "show", "Ann@example.com", "--list", "news", "--json"])
-    assert missing.exit_code == 2
+    assert missing.exit_code == 1  # not found: the operation failed
+    assert orjson.loads(missing.stdout)["error"]["code"] == "not_found"  # the code HTTP uses
     ok(cli, "suppression", "add", "spam@example.com", "--reason", "complaint")
-    listed = ok(cli, "suppression", "ls")["suppressions"]
+    listed = ok(cli, "suppression", "ls")["items"]
     assert [(s["email"], s["reason"]) for s in listed] == [("spam@example.com", "complaint")]
     refused = cli.invoke(app, ["subscribers", "add", "spam@example.com", "--list", "news", "--json"])
-    assert refused.exit_code == 3
+    assert refused.exit_code == 1
+    assert orjson.loads(refused.stdout)["error"]["code"] == "conflict"
     ok(cli, "suppression", "rm", "spam@example.com")
-    assert ok(cli, "suppression", "ls")["suppressions"] == []
+    assert ok(cli, "suppression", "ls")["items"] == []

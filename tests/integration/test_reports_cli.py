@@ -15,6 +15,7 @@ from lunamail.domain.tracking import Clicked, Opened
 from lunamail.entrypoints.cli.context import close_apps
 from lunamail.entrypoints.cli.main import app
 from lunamail.runtime.bootstrap import bootstrap_in
+from lunamail.services.accounts import api as accounts
 from lunamail.services.audience import api as audience
 from lunamail.services.campaigns import api as campaigns
 from lunamail.services.reports import handlers as rh
@@ -35,6 +36,7 @@ def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path
     monkeypatch.setenv("LUNAMAIL_DATA_DIR", str(folder))
     with bootstrap_in(folder) as system:
         deps, now = system.deps, system.clock.now()
+        accounts.create_account(deps, "Default", account_id=A)
         lst = audience.create_list(deps, A, "All")
         camp = campaigns.create_draft(deps, A, name="Launch", subject="We launched",
                                       from_email="team@example.com", html="<p>hi</p>", lists=[lst["id"]])

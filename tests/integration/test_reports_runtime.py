@@ -6,16 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from lunamail.app import reports as reports_app
+from lunamail.app.base import Actor, Env
+from lunamail.app.errors import Conflict
 from lunamail.domain.audience import ImportChunk
 from lunamail.domain.delivery import BatchSent
 from lunamail.domain.feedback import Bounced
 from lunamail.domain.messages import Message
 from lunamail.domain.tracking import Clicked, Opened, Unsubscribed
-from lunamail.entrypoints.cli.report_cmds import ResendError, resend_to_non_openers
 from lunamail.runtime.bootstrap import System, bootstrap_in
 from lunamail.runtime.routing import Handler, Router
 from lunamail.services.audience import api as audience
@@ -103,7 +104,8 @@ def test_resend_to_non_openers_creates_a_list_and_a_draft_with_exactly_them(syst
                                      method="one-click", at=now)])
     assert system.runtime().run_until_idle(timeout=60)
 
-    out: dict[str, Any] = resend_to_non_openers(system, A, original)
+    env = Env(system.deps, system.bus.publish)
+    out = reports_app.resend(env, Actor(A), original).__dict__
     expected = sorted(set(emails) - set(emails[::3]) - {emails[1]})
     assert out["recipients"] == len(expected) == 199
     members, cursor = [], None
@@ -118,13 +120,13 @@ def test_resend_to_non_openers_creates_a_list_and_a_draft_with_exactly_them(syst
     before = campaigns.get(system.deps, A, original)
     assert (follow_up.subject, follow_up.lists, follow_up.status) == ("Re: Big news", (out["list"],), "draft")
     assert (follow_up.html, follow_up.from_email) == (before.html, before.from_email)
-    again = resend_to_non_openers(system, A, original, subject="Last chance")
+    again = reports_app.resend(env, Actor(A), original, subject="Last chance").__dict__
     assert audience.get_list(system.deps, A, again["list"])["name"] == "Non-openers of Spring sale (2)"
     assert campaigns.get(system.deps, A, again["campaign"]).subject == "Last chance"
 
 
 def test_resend_without_non_openers_creates_nothing(system: System) -> None:
     original = draft(system)
-    with pytest.raises(ResendError, match="no non-openers"):
-        resend_to_non_openers(system, A, original)
+    with pytest.raises(Conflict, match="no non-openers"):
+        reports_app.resend(Env(system.deps, system.bus.publish), Actor(A), original)
     assert [x["name"] for x in audience.list_lists(system.deps, A)] == ["Everyone"]

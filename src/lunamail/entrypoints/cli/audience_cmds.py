@@ -1,15 +1,12 @@
 """CLI for the audience: lists, subscribers, suppression and CSV import.
 
-Thin: parse options, call ``services.audience.api`` / the import chunk handler,
-print a table or one JSON document.  Service errors become one clear message.
+Thin: parse options, call one use case of :mod:`lunamail.app.audience`, print a table
+or one JSON document.  Errors become one clear message (see ``common.errors``).
 """
 
 from __future__ import annotations
 
-import secrets
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,44 +14,20 @@ import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from lunamail.domain.audience import (
-    STATUSES,
-    FieldDef,
-    FieldType,
-    ImportChunk,
-    ImportMode,
-    PurgeList,
-)
-from lunamail.entrypoints.cli.common import JSON_OPTION, console, fail, print_json
-from lunamail.entrypoints.cli.context import ACCOUNT_OPTION, current_account, get_app
-from lunamail.ports.deps import Deps
-from lunamail.services.audience import api, handlers
-from lunamail.services.audience.errors import AudienceError, Conflict, InvalidInput, NotFound
+from lunamail.app import audience
+from lunamail.app.errors import InvalidInput
+from lunamail.domain.audience import STATUSES, FieldType, ImportMode
+from lunamail.entrypoints.cli.common import JSON_OPTION, console, errors, print_json
+from lunamail.entrypoints.cli.context import ACCOUNT_OPTION, door
+from lunamail.runtime.presence import workers_running
+
+IMPORT_TIMEOUT_SECONDS = 24 * 3600.0
 
 
-def _deps(as_json: bool) -> Deps:
-    return get_app(as_json=as_json).deps
-
-
-@contextmanager
-def _errors(as_json: bool) -> Iterator[None]:
-    """Service errors -> one message and a distinct exit code (2 not found, 3 conflict)."""
-    try:
-        yield
-    except NotFound as e:
-        fail(str(e), code=2, as_json=as_json)
-    except Conflict as e:
-        fail(str(e), code=3, as_json=as_json)
-    except InvalidInput as e:
-        fail(str(e), code=1, as_json=as_json, details=e.fields or None)
-    except AudienceError as e:
-        fail(str(e), as_json=as_json)
-
-
-def _parse_field(spec: str) -> FieldDef:
+def _parse_field(spec: str) -> dict[str, str]:
     name, _, typ = spec.partition(":")
     try:
-        return FieldDef(name.strip(), FieldType((typ or "text").strip()))
+        return {"name": name.strip(), "type": FieldType((typ or "text").strip()).value}
     except ValueError as e:
         raise InvalidInput(f"--field {spec!r}: type must be text, number, bool or date", {"field": spec}) from e
 
@@ -84,12 +57,10 @@ def lists_create(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create a list."""
-    with _errors(as_json):
+    _system, env, actor = door(account, as_json=as_json)
+    with errors(as_json):
         fields = [_parse_field(f) for f in field]
-        lst = api.create_list(
-            _deps(as_json), current_account(account), name,
-            description=description, fields=fields, double_opt_in=double_opt_in,
-        )  # fmt: skip
+        lst = audience.create_list(env, actor, audience.NewList(name, description, fields, double_opt_in))
     if as_json:
         print_json(lst)
     else:
@@ -99,10 +70,11 @@ def lists_create(
 @lists_app.command("ls")
 def lists_ls(account: str | None = ACCOUNT_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Lists with their subscriber counts by status."""
-    with _errors(as_json):
-        lists = api.list_lists(_deps(as_json), current_account(account))
+    _system, env, actor = door(account, as_json=as_json)
+    with errors(as_json):
+        lists = audience.list_lists(env, actor)
     if as_json:
-        print_json(lists)
+        print_json({"items": lists, "next_cursor": None})
         return
     table = Table("id", "name", *STATUSES, "double opt-in")
     for lst in lists:
@@ -117,12 +89,19 @@ def lists_show(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """One list with its fields and counts."""
-    with _errors(as_json):
-        lst = api.get_list(_deps(as_json), current_account(account), ref)
+    _system, env, actor = door(account, as_json=as_json)
+    with errors(as_json):
+        lst = audience.get_list(env, actor, ref)
     if as_json:
         print_json(lst)
-    else:
-        console.print(lst)
+        return
+    console.print(f"[bold]{lst['name']}[/] (id {lst['id']})", highlight=False)
+    if lst["description"]:
+        console.print(lst["description"], markup=False, highlight=False)
+    fields = ", ".join(f"{f['name']}:{f['type']}" for f in lst["fields"]) or "none"
+    console.print(f"fields: {fields}", markup=False, highlight=False)
+    console.print("double opt-in: " + ("yes" if lst["double_opt_in"] else "no"), highlight=False)
+    console.print("  ".join(f"{s}: {lst['counts'][s]}" for s in STATUSES), highlight=False)
 
 
 @lists_app.command("rm")
@@ -132,14 +111,11 @@ def lists_rm(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Delete a list and all its subscribers."""
-    with _errors(as_json):
-        deps = _deps(as_json)
-        lst = api.get_list(deps, current_account(account), ref)
-        pending = api.delete_list(deps, current_account(account), ref)
-        while pending:  # run the purge chain here: one page per call
-            msg = pending.pop()
-            if isinstance(msg, PurgeList):
-                pending.extend(handlers.purge_list(msg, deps))
+    system, env, actor = door(account, as_json=as_json)
+    with errors(as_json):
+        lst = audience.delete_list(env, actor, ref)
+    if not workers_running(system.settings):  # purge the subscribers here: one page per handler run
+        system.runtime().run_until_idle(timeout=IMPORT_TIMEOUT_SECONDS)
     if as_json:
         print_json({"deleted": lst["id"], "name": lst["name"]})
     else:
@@ -147,27 +123,6 @@ def lists_rm(
 
 
 # ---------------------------------------------------------------- import
-
-
-def _upload(deps: Deps, account: str, path: Path) -> str:
-    """Stream the local file into Blobs (never read whole) and return its key."""
-    key = f"imports/{account}/uploads/{secrets.token_hex(8)}/{path.name}"
-    with path.open("rb") as f:
-        deps.blobs.put_stream(key, f, content_type="text/csv")
-    return key
-
-
-def run_import_chain(deps: Deps, first: ImportChunk, on_chunk: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    """Run the chunk handler chain in this process (each call = one chunk) and return the
-    final job view.  The same handler runs on the queue when an import is started by HTTP."""
-    cmd: ImportChunk | None = first
-    while cmd is not None:
-        out = handlers.import_chunk(cmd, deps)
-        cmd = next((m for m in out if isinstance(m, ImportChunk)), None)
-        on_chunk(api.get_import(deps, first.account, first.import_id))
-        if not out:
-            break
-    return api.get_import(deps, first.account, first.import_id)
 
 
 def import_cmd(
@@ -179,15 +134,29 @@ def import_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Import subscribers from a CSV file (streamed: any size)."""
-    acct = current_account(account)
-    with _errors(as_json):
-        deps = _deps(as_json)
+    system, env, actor = door(account, as_json=as_json)
+    with errors(as_json):
         maps = _parse_pairs(mapping, "--map")
-        key = _upload(deps, acct, file)
-        job, first = api.start_import(deps, acct, list_ref, key, mode=mode.value, mapping=maps)
         started = time.monotonic()
+        with file.open("rb") as data:
+            job = audience.import_file(env, actor, list_ref, data, mode=mode.value, mapping=maps)
+        state = {"job": job}
+
+        def done() -> bool:
+            state["job"] = audience.get_import(env, actor, job["id"])
+            return bool(state["job"]["status"] != "running")
+
+        def wait(tick: Any) -> None:  # the workers run the chunk chain; here when none runs
+            if workers_running(system.settings):
+                while not done():
+                    tick()
+                    time.sleep(0.2)
+            else:
+                system.run_until(done, timeout=IMPORT_TIMEOUT_SECONDS, on_tick=tick)
+            done()
+
         if as_json:
-            final = run_import_chain(deps, first, lambda _job: None)
+            wait(lambda: None)
         else:
             console.print(f"Columns: {', '.join(f'{k} → {v}' for k, v in job['columns'].items())}")
             with Progress(
@@ -197,12 +166,14 @@ def import_cmd(
             ) as bar:  # fmt: skip
                 task = bar.add_task("import", total=job["bytes_total"], rows=0, rate=0.0)
 
-                def tick(j: dict[str, Any]) -> None:
-                    rate = j["rows"] / max(time.monotonic() - started, 1e-6)
-                    bar.update(task, completed=j["bytes_done"], rows=j["rows"], rate=rate)
+                def tick() -> None:
+                    j = state["job"]
+                    rate = j.get("rows", 0) / max(time.monotonic() - started, 1e-6)
+                    bar.update(task, completed=j.get("bytes_done", 0), rows=j.get("rows", 0), rate=rate)
 
-                final = run_import_chain(deps, first, tick)
-    summary = {**final, "seconds": round(time.monotonic() - started, 3)}
+                wait(tick)
+                tick()
+    summary = {**state["job"], "duration_seconds": round(time.monotonic() - started, 3)}
     if as_json:
         print_json(summary)
         return
@@ -237,16 +208,12 @@ def subs_ls(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List subscribers (one page; pass --cursor to continue)."""
-    with _errors(as_json):
-        deps, acct = _deps(as_json), current_account(account)
-        next_cursor: str | None = None
-        if prefix:
-            rows = api.search_subscribers(deps, acct, list_ref, prefix, limit=limit)
-            rows = [r for r in rows if status is None or r["status"] == status]
-        else:
-            rows, next_cursor = api.list_subscribers(deps, acct, list_ref, status=status, limit=limit, cursor=cursor)
+    _system, env, actor = door(account, as_json=as_json)
+    with errors(as_json):
+        got = audience.list_subscribers(env, actor, list_ref, status=status, prefix=prefix, limit=limit, cursor=cursor)
+    rows, next_cursor = got.items, got.next_cursor
     if as_json:
-        print_json({"subscribers": rows, "cursor": next_cursor})
+        print_json({"items": rows, "next_cursor": next_cursor})
         return
     _show_subscribers(rows)
     if next_cursor:
@@ -263,11 +230,10 @@ def subs_add(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Subscribe an address (unconfirmed on a double opt-in list)."""
-    with _errors(as_json):
-        sub = api.subscribe(
-            _deps(as_json), current_account(account), list_ref, email,
-            name=name, fields=_parse_pairs(field, "--field") or None, source="cli",
-        )  # fmt: skip
+    _system, env, actor = door(account, as_json=as_json)
+    with errors(as_json):
+        new = audience.NewSubscriber(email, name, _parse_pairs(field, "--field"))
+        sub = audience.subscribe(env, actor, list_ref, new)
     if as_json:
         print_json(sub)
     else:
@@ -282,12 +248,13 @@ def subs_show(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """One subscriber."""
-    with _errors(as_json):
-        sub = api.get_subscriber(_deps(as_json), current_account(account), list_ref, email)
+    _system, env, actor = door(account, as_json=as_json)
+    with errors(as_json):
+        sub = audience.get_subscriber(env, actor, list_ref, email)
     if as_json:
         print_json(sub)
     else:
-        console.print(sub)
+        _show_subscribers([sub])
 
 
 @subs_app.command("unsubscribe")
@@ -298,8 +265,9 @@ def subs_unsubscribe(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Mark an address unsubscribed (kept, so it is never re-added by an import)."""
-    with _errors(as_json):
-        sub = api.unsubscribe(_deps(as_json), current_account(account), list_ref, email, source="cli")
+    _system, env, actor = door(account, as_json=as_json)
+    with errors(as_json):
+        sub = audience.unsubscribe(env, actor, list_ref, email)
     if as_json:
         print_json(sub)
     else:
@@ -314,8 +282,9 @@ def subs_rm(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Delete a subscriber from a list (prefer unsubscribe: it remembers the no)."""
-    with _errors(as_json):
-        api.delete_subscriber(_deps(as_json), current_account(account), list_ref, email)
+    _system, env, actor = door(account, as_json=as_json)
+    with errors(as_json):
+        audience.remove_subscriber(env, actor, list_ref, email)
     if as_json:
         print_json({"deleted": email})
     else:
@@ -335,8 +304,9 @@ def sup_add(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Suppress an address."""
-    with _errors(as_json):
-        item = api.suppress(_deps(as_json), current_account(account), email, reason=reason)
+    _system, env, actor = door(account, as_json=as_json)
+    with errors(as_json):
+        item = audience.suppress(env, actor, email, reason=reason)
     if as_json:
         print_json(item)
     else:
@@ -345,16 +315,19 @@ def sup_add(
 
 @sup_app.command("ls")
 def sup_ls(
+    prefix: str = typer.Option("", "--search", help="Only addresses starting with this."),
     limit: int = typer.Option(100, "--limit", min=1, max=1000),
     cursor: str | None = typer.Option(None, "--cursor"),
     account: str | None = ACCOUNT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Suppressed addresses (one page)."""
-    with _errors(as_json):
-        rows, nxt = api.list_suppressions(_deps(as_json), current_account(account), limit=limit, cursor=cursor)
+    _system, env, actor = door(account, as_json=as_json)
+    with errors(as_json):
+        got = audience.list_suppressions(env, actor, prefix=prefix, limit=limit, cursor=cursor)
+    rows, nxt = got.items, got.next_cursor
     if as_json:
-        print_json({"suppressions": rows, "cursor": nxt})
+        print_json({"items": rows, "next_cursor": nxt})
         return
     table = Table("email", "reason")
     for r in rows:
@@ -371,8 +344,9 @@ def sup_rm(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Remove an address from the suppression list."""
-    with _errors(as_json):
-        api.unsuppress(_deps(as_json), current_account(account), email)
+    _system, env, actor = door(account, as_json=as_json)
+    with errors(as_json):
+        audience.unsuppress(env, actor, email)
     if as_json:
         print_json({"unsuppressed": email})
     else:

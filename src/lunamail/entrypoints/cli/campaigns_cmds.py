@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parseaddr
 from pathlib import Path
@@ -12,18 +13,15 @@ import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from lunamail.domain.campaign_model import IllegalTransition
-from lunamail.domain.messages import Later, Message
-from lunamail.entrypoints.cli.common import JSON_OPTION, console, fail, print_json
-from lunamail.entrypoints.cli.context import ACCOUNT_OPTION, current_account, get_app
+from lunamail.app import campaigns
+from lunamail.app import reports as reports_app
+from lunamail.app.base import Actor, Env
+from lunamail.domain.campaign_model import Campaign
+from lunamail.entrypoints.cli.common import JSON_OPTION, console, errors, print_json
+from lunamail.entrypoints.cli.context import ACCOUNT_OPTION, door, env_of
 from lunamail.entrypoints.cli.live import report_table
 from lunamail.runtime.bootstrap import System
 from lunamail.runtime.presence import workers_running
-from lunamail.services.audience import api as audience
-from lunamail.services.audience.errors import AudienceError
-from lunamail.services.campaigns import api as campaigns
-from lunamail.services.campaigns.errors import CampaignError, PreSendCheckFailed
-from lunamail.services.reports import api as reports
 
 app = typer.Typer(help="Compose, send and follow campaigns.", no_args_is_help=True)
 
@@ -34,25 +32,8 @@ def register(root: typer.Typer) -> None:
     root.add_typer(app, name="campaigns")
 
 
-def _guard(as_json: bool, exc: Exception) -> None:
-    details: Any = None
-    if isinstance(exc, PreSendCheckFailed):
-        details = {"reasons": list(exc.reasons)}
-    elif hasattr(exc, "fields"):
-        details = {"fields": exc.fields}
-    fail(str(exc), as_json=as_json, details=details)
-
-
-def _list_ids(system: System, account: str, names: list[str]) -> list[str]:
-    return [str(audience.get_list(system.deps, account, n)["id"]) for n in names]
-
-
-def _audience_size(system: System, account: str, list_ids: list[str]) -> int:
-    return sum(int(audience.count_by_status(system.deps, account, i).get("subscribed", 0)) for i in list_ids)
-
-
-def _publish(system: System, msgs: list[Message | Later]) -> None:
-    system.bus.publish(msgs)
+def _read(path: Path | None) -> str | None:
+    return None if path is None else path.read_text("utf-8")
 
 
 @app.command("create")
@@ -69,17 +50,14 @@ def create(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create a draft campaign."""
-    system, acct = get_app(as_json=as_json), current_account(account)
+    _system, env, actor = door(account, as_json=as_json)
     from_name, from_email = parseaddr(sender)
-    try:
-        camp = campaigns.create_draft(
-            system.deps, acct, name=name, subject=subject, from_name=from_name,
-            from_email=from_email or sender, reply_to=reply_to,
-            html=html.read_text("utf-8"), text=text.read_text("utf-8") if text else None,
-            lists=_list_ids(system, acct, lists),
-        )
-    except (CampaignError, AudienceError, IllegalTransition) as e:
-        _guard(as_json, e)
+    draft = campaigns.NewCampaign(
+        name=name, subject=subject, from_name=from_name, from_email=from_email or sender,
+        reply_to=reply_to, html=html.read_text("utf-8"), text=_read(text), lists=lists,
+    )  # fmt: skip
+    with errors(as_json):
+        camp = campaigns.create(env, actor, draft)
     doc = camp.to_dict()
     if as_json:
         print_json(doc)
@@ -90,31 +68,33 @@ def create(
 @app.command("ls")
 def ls(
     status: str | None = typer.Option(None, "--status"),
-    limit: int = typer.Option(50, "--limit"),
+    limit: int = typer.Option(50, "--limit", min=1, max=1000),
+    cursor: str | None = typer.Option(None, "--cursor", help="Continue after a previous page."),
     account: str | None = ACCOUNT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List campaigns, newest first."""
-    system, acct = get_app(as_json=as_json), current_account(account)
-    page = campaigns.list_campaigns(system.deps, acct, status=status, limit=limit)
+    _system, env, actor = door(account, as_json=as_json)
+    with errors(as_json):
+        page = campaigns.list_campaigns(env, actor, status=status, limit=limit, cursor=cursor)
     rows = [c.to_dict() for c in page.items]
     if as_json:
-        print_json(rows)
+        print_json({"items": rows, "next_cursor": page.next_cursor})
         return
     table = Table("id", "name", "status", "subject")
     for r in rows:
         table.add_row(str(r["id"]), str(r["name"]), str(r["status"]), str(r["subject"]))
     console.print(table)
+    if page.next_cursor:
+        console.print(f"more: --cursor {page.next_cursor}")
 
 
 @app.command("show")
 def show(campaign: str, account: str | None = ACCOUNT_OPTION, as_json: bool = JSON_OPTION) -> None:
     """One campaign's draft and status."""
-    system, acct = get_app(as_json=as_json), current_account(account)
-    try:
-        doc = campaigns.get(system.deps, acct, campaign).to_dict()
-    except (CampaignError, IllegalTransition) as e:
-        _guard(as_json, e)
+    _system, env, actor = door(account, as_json=as_json)
+    with errors(as_json):
+        doc = campaigns.get(env, actor, campaign).to_dict()
     if as_json:
         print_json(doc)
     else:
@@ -131,12 +111,10 @@ def preview(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Render the campaign for one (or a sample) subscriber."""
-    system, acct = get_app(as_json=as_json), current_account(account)
+    _system, env, actor = door(account, as_json=as_json)
     sub = {"email": email, "name": name, "fields": {}} if email else None
-    try:
-        out = campaigns.preview(system.deps, acct, campaign, sub)
-    except (CampaignError, IllegalTransition) as e:
-        _guard(as_json, e)
+    with errors(as_json):
+        out = campaigns.preview(env, actor, campaign, sub)
     if as_json:
         print_json({"subject": out.subject, "html": out.html, "text": out.text})
     else:
@@ -152,16 +130,13 @@ def test_send(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Send a test copy (marked as a test, not counted) and wait until it is handed over."""
-    system, acct = get_app(as_json=as_json), current_account(account)
-    try:
-        cmd = campaigns.test_send(system.deps, acct, campaign, to)
-    except (CampaignError, IllegalTransition) as e:
-        _guard(as_json, e)
-    _publish(system, [cmd])
+    system, env, actor = door(account, as_json=as_json)
+    with errors(as_json):
+        queued = campaigns.test(env, actor, campaign, to)
     if not workers_running(system.settings):
         system.runtime().run_until_idle(timeout=120)
     if as_json:
-        print_json({"campaign": campaign, "test_sent_to": list(to)})
+        print_json({"campaign": campaign, "test_sent_to": list(queued.addresses)})
     else:
         console.print(f"test of {campaign} sent to {', '.join(to)}")
 
@@ -176,35 +151,31 @@ def send(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Send a campaign now."""
-    system, acct = get_app(as_json=as_json), current_account(account)
-    try:
-        camp = campaigns.get(system.deps, acct, campaign)
-        size = _audience_size(system, acct, list(camp.lists))
-        started = campaigns.send_now(system.deps, acct, campaign, audience_size=size)
-    except (CampaignError, AudienceError, IllegalTransition) as e:
-        _guard(as_json, e)
-    _publish(system, [started])
+    system, env, actor = door(account, as_json=as_json)
+    with errors(as_json):
+        size = campaigns.send(env, actor, campaign).audience_size
     if not wait:
         if as_json:
             print_json({"campaign": campaign, "status": "sending", "audience": size})
         else:
             console.print(f"campaign {campaign} is sending to up to {size} recipients")
         return
-    report = follow(system, acct, campaign, timeout=timeout, quiet=as_json)
+    report = follow(system, actor, campaign, timeout=timeout, quiet=as_json)
     if as_json:
         print_json(report)
     else:
         print_report(report)
 
 
-def follow(system: System, account: str, campaign: str, *, timeout: float | None, quiet: bool) -> dict[str, Any]:
+def follow(system: System, actor: Actor, campaign: str, *, timeout: float | None, quiet: bool) -> dict[str, Any]:
     """Show a live progress bar (sent/s, ETA) until the campaign reaches a final state.
     Runs the workers in this process when no worker serves the data folder."""
-    state: dict[str, Any] = {"report": reports.campaign_report(system.deps, account, campaign)}
+    env = env_of(system)
+    state: dict[str, Any] = {"report": reports_app.campaign_report(env, actor, campaign)}
     start = time.monotonic()
 
     def done() -> bool:
-        state["report"] = reports.campaign_report(system.deps, account, campaign)
+        state["report"] = reports_app.campaign_report(env, actor, campaign)
         return state["report"]["status"] in FINAL
 
     with Progress(
@@ -244,16 +215,9 @@ def schedule(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Schedule a campaign; a worker sends it when the time comes."""
-    system, acct = get_app(as_json=as_json), current_account(account)
-    try:
-        camp = campaigns.get(system.deps, acct, campaign)
-        cmd = campaigns.schedule(system.deps, acct, campaign, at, tz=tz,
-                                 audience_size=_audience_size(system, acct, list(camp.lists)))
-    except (CampaignError, AudienceError, IllegalTransition) as e:
-        _guard(as_json, e)
-    delay = max(0.0, float(cmd.at or 0) - system.clock.now())
-    _publish(system, [Later(cmd, delay)])
-    doc = campaigns.get(system.deps, acct, campaign).to_dict()
+    _system, env, actor = door(account, as_json=as_json)
+    with errors(as_json):
+        doc = campaigns.schedule(env, actor, campaign, at, tz=tz).campaign.to_dict()
     if as_json:
         print_json(doc)
     else:
@@ -261,14 +225,10 @@ def schedule(
         console.print(f"campaign {campaign} scheduled for {when} (UTC)")
 
 
-def _control(action: str, campaign: str, account: str | None, as_json: bool) -> None:
-    system, acct = get_app(as_json=as_json), current_account(account)
-    try:
-        event = getattr(campaigns, action)(system.deps, acct, campaign)
-    except (CampaignError, IllegalTransition) as e:
-        _guard(as_json, e)
-    _publish(system, [event])
-    doc = campaigns.get(system.deps, acct, campaign).to_dict()
+def _control(action: Callable[[Env, Actor, str], Campaign], campaign: str, account: str | None, as_json: bool) -> None:
+    _system, env, actor = door(account, as_json=as_json)
+    with errors(as_json):
+        doc = action(env, actor, campaign).to_dict()
     if as_json:
         print_json(doc)
     else:
@@ -278,19 +238,63 @@ def _control(action: str, campaign: str, account: str | None, as_json: bool) -> 
 @app.command("pause")
 def pause(campaign: str, account: str | None = ACCOUNT_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Pause sending; batches not yet started wait until resumed."""
-    _control("pause", campaign, account, as_json)
+    _control(campaigns.pause, campaign, account, as_json)
 
 
 @app.command("resume")
 def resume(campaign: str, account: str | None = ACCOUNT_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Resume a paused campaign."""
-    _control("resume", campaign, account, as_json)
+    _control(campaigns.resume, campaign, account, as_json)
 
 
 @app.command("cancel")
 def cancel(campaign: str, account: str | None = ACCOUNT_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Cancel a campaign; nothing more is sent."""
-    _control("cancel", campaign, account, as_json)
+    _control(campaigns.cancel, campaign, account, as_json)
+
+
+@app.command("edit")
+def edit(
+    campaign: str,
+    name: str | None = typer.Option(None, "--name"),
+    lists: list[str] | None = typer.Option(None, "--list", help="Replace the lists (repeatable)."),
+    subject: str | None = typer.Option(None, "--subject"),
+    sender: str | None = typer.Option(None, "--from", help='From: "Name <addr@example.com>" or an address.'),
+    html: Path | None = typer.Option(None, "--html", exists=True, dir_okay=False, help="New HTML body template."),
+    text: Path | None = typer.Option(None, "--text", exists=True, dir_okay=False, help="New text body template."),
+    derive_text: bool = typer.Option(False, "--derive-text", help="Drop the text part: derive it from the HTML."),
+    reply_to: str | None = typer.Option(None, "--reply-to"),
+    account: str | None = ACCOUNT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Change a draft; only the options given change."""
+    _system, env, actor = door(account, as_json=as_json)
+    from_name = from_email = None
+    if sender is not None:
+        from_name, addr = parseaddr(sender)
+        from_email = addr or sender
+    changes = campaigns.CampaignChanges(
+        name=name, subject=subject, from_name=from_name, from_email=from_email, reply_to=reply_to,
+        html=_read(html), text="" if derive_text else _read(text), lists=lists or None,
+    )  # fmt: skip
+    with errors(as_json):
+        doc = campaigns.edit(env, actor, campaign, changes).to_dict()
+    if as_json:
+        print_json(doc)
+    else:
+        console.print(f"campaign [bold]{doc['id']}[/] updated")
+
+
+@app.command("rm")
+def rm(campaign: str, account: str | None = ACCOUNT_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """Delete a draft, cancelled or failed campaign."""
+    _system, env, actor = door(account, as_json=as_json)
+    with errors(as_json):
+        campaigns.delete(env, actor, campaign)
+    if as_json:
+        print_json({"deleted": campaign})
+    else:
+        console.print(f"deleted campaign {campaign}")
 
 
 def print_report(doc: dict[str, Any]) -> None:

@@ -1,13 +1,24 @@
-"""Helpers shared by CLI modules: JSON output, errors, settings."""
+"""Helpers shared by CLI modules: JSON output, errors, settings.
+
+Exit codes: 0 the command did what it was asked, 1 the operation failed (a not-found,
+a conflict, a refused send, ...), 2 the command line is wrong (usage).  With ``--json``
+a failure prints ``{"error": {"code", "message", "details"}}`` with the same stable
+codes as the REST API (:mod:`lunamail.app.errors`).
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
+
+from lunamail.app.errors import describe
 
 console = Console(stderr=False)
 err_console = Console(stderr=True)
@@ -22,10 +33,36 @@ def print_json(doc: Any) -> None:
     sys.stdout.flush()
 
 
-def fail(message: str, *, code: int = 1, as_json: bool = False, details: Any = None) -> NoReturn:
-    """Exit with a clear error (JSON-shaped when --json was asked for)."""
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def fail(
+    message: str,
+    *,
+    exit_code: int = EXIT_FAILED,
+    as_json: bool = False,
+    details: Any = None,
+    code: str = "failed",
+) -> NoReturn:
+    """Exit with a clear error (JSON-shaped when --json was asked for); ``code`` is the
+    stable error code, ``exit_code`` the process's."""
     if as_json:
-        print_json({"error": {"code": "error", "message": message, "details": details}})
+        print_json({"error": {"code": code, "message": message, "details": details or {}}})
     else:
-        err_console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
+        err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(exit_code)
+
+
+@contextmanager
+def errors(as_json: bool) -> Iterator[None]:
+    """Known service and application errors -> one message, their stable code, exit 1.
+    Anything else is a bug and propagates."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        problem = describe(exc)
+        if problem is None:
+            raise
+        fail(problem.message, as_json=as_json, details=problem.details, code=problem.code)

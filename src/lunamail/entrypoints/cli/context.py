@@ -13,9 +13,11 @@ import threading
 
 import typer
 
+from lunamail.app import accounts
+from lunamail.app.base import Actor, Env
 from lunamail.config import ConfigError, Settings
 from lunamail.domain.accounts import DEFAULT_ACCOUNT
-from lunamail.entrypoints.cli.common import fail
+from lunamail.entrypoints.cli.common import errors, fail
 from lunamail.runtime.bootstrap import System, bootstrap
 
 ACCOUNT_ENV = "LUNAMAIL_ACCOUNT"
@@ -66,3 +68,17 @@ def current_account(explicit: str | None = None) -> str:
     """The account a command acts for: the option, else the environment, else "default"."""
     value = (explicit or os.environ.get(ACCOUNT_ENV) or "").strip()
     return value or DEFAULT_ACCOUNT
+
+
+def env_of(system: System) -> Env:
+    """What the application layer's use cases run with in this process."""
+    return Env(system.deps, system.bus.publish)
+
+
+def door(account: str | None, *, as_json: bool = False) -> tuple[System, Env, Actor]:
+    """The system, its Env and the actor for ``--account`` (an unknown account fails)."""
+    system = get_app(as_json=as_json)
+    env = env_of(system)
+    with errors(as_json):
+        actor = accounts.actor(env, current_account(account))
+    return system, env, actor

@@ -19,16 +19,14 @@ import typer
 from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
+from lunamail.app import accounts, audience, campaigns
+from lunamail.app.base import Actor, Env
 from lunamail.config import Settings
 from lunamail.devtools.smtp_capture import CaptureServer
 from lunamail.entrypoints.cli.campaigns_cmds import follow, print_report
-from lunamail.entrypoints.cli.common import console, fail
+from lunamail.entrypoints.cli.common import console, errors, fail
+from lunamail.entrypoints.cli.context import env_of
 from lunamail.runtime.bootstrap import System, bootstrap
-from lunamail.services.accounts import api as accounts
-from lunamail.services.audience import api as audience
-from lunamail.services.audience.errors import AudienceError
-from lunamail.services.campaigns import api as campaigns
-from lunamail.services.campaigns.errors import CampaignError
 
 ACCOUNT = "default"
 MARKER = ".lunamail-demo"
@@ -80,19 +78,16 @@ def _fresh_dir(path: Path) -> None:
     (path / MARKER).write_text("made by `lunamail demo`; safe to delete\n")
 
 
-def _import(system: System, list_id: str, csv_path: Path) -> dict[str, object]:
-    key = f"imports/{ACCOUNT}/demo.csv"
+def _import(system: System, env: Env, actor: Actor, list_id: str, csv_path: Path) -> dict[str, object]:
     with csv_path.open("rb") as f:
-        system.blobs.put_stream(key, f, content_type="text/csv")
-    job, first = audience.start_import(system.deps, ACCOUNT, list_id, key)
-    system.bus.publish([first])
+        job = audience.import_file(env, actor, list_id, f)
     state: dict[str, object] = dict(job)
     with Progress(TextColumn("[bold]importing"), BarColumn(), TaskProgressColumn(),
                   TextColumn("{task.fields[rows]} rows"), console=console) as bar:
         task = bar.add_task("import", total=float(job.get("bytes_total") or 1), rows=0)
 
         def done() -> bool:
-            state.update(audience.get_import(system.deps, ACCOUNT, str(job["id"])))
+            state.update(audience.get_import(env, actor, str(job["id"])))
             return state.get("status") in ("completed", "failed")
 
         def tick() -> None:
@@ -119,34 +114,31 @@ def demo(
         console.print(Panel.fit(
             f"data folder  {data_dir}\nSMTP capture 127.0.0.1:{sink.port} → {outbox}",
             title="Lunamail demo"))
-        with bootstrap(settings) as system:
-            try:
-                accounts.create_account(system.deps, "Demo", account_id=ACCOUNT)
-                lst = audience.create_list(system.deps, ACCOUNT, "Demo readers",
-                                           description="Synthetic subscribers made by the demo",
-                                           fields=[{"name": "city", "type": "text"}])
-                csv_path = data_dir / "subscribers.csv"
-                _write_csv(csv_path, subscribers)
-                summary = _import(system, str(lst["id"]), csv_path)
-                report_key = summary.get("error_report")
-                report_path = system.blobs.local_path(str(report_key)) if report_key else None
-                console.print(
-                    f"imported {summary.get('imported')} subscribers, "
-                    f"rejected {summary.get('rejected')} rows, skipped {summary.get('skipped')} "
-                    f"(error report: {report_path or report_key})")
-                # one reader asked never to be mailed again: the send must skip them
-                audience.suppress(system.deps, ACCOUNT, "reader00003@example.com", reason="demo: complained earlier")
-                camp = campaigns.create_draft(
-                    system.deps, ACCOUNT, name="Lunamail Gazette", subject="Autumn issue for {{ subscriber.name }}",
-                    from_name="Lunamail Demo", from_email="news@demo.example.org",
-                    html=HTML, lists=[str(lst["id"])])
-                size = int(audience.count_by_status(system.deps, ACCOUNT, str(lst["id"])).get("subscribed", 0))
-                started = campaigns.send_now(system.deps, ACCOUNT, camp.id, audience_size=size)
-            except (AudienceError, CampaignError) as e:
-                fail(str(e))
+        with bootstrap(settings) as system, errors(False):
+            env = env_of(system)
+            accounts.initialise(env)
+            actor = accounts.actor(env, ACCOUNT)
+            lst = audience.create_list(env, actor, audience.NewList(
+                "Demo readers", description="Synthetic subscribers made by the demo",
+                fields=[{"name": "city", "type": "text"}]))
+            csv_path = data_dir / "subscribers.csv"
+            _write_csv(csv_path, subscribers)
+            summary = _import(system, env, actor, str(lst["id"]), csv_path)
+            report_key = summary.get("error_report")
+            report_path = system.blobs.local_path(str(report_key)) if report_key else None
+            console.print(
+                f"imported {summary.get('imported')} subscribers, "
+                f"rejected {summary.get('rejected')} rows, skipped {summary.get('skipped')} "
+                f"(error report: {report_path or report_key})")
+            # one reader asked never to be mailed again: the send must skip them
+            audience.suppress(env, actor, "reader00003@example.com", reason="demo: complained earlier")
+            camp = campaigns.create(env, actor, campaigns.NewCampaign(
+                name="Lunamail Gazette", subject="Autumn issue for {{ subscriber.name }}",
+                from_name="Lunamail Demo", from_email="news@demo.example.org",
+                html=HTML, lists=[str(lst["id"])]))
             t0 = time.monotonic()
-            system.bus.publish([started])
-            report = follow(system, ACCOUNT, camp.id, timeout=600, quiet=False)
+            campaigns.send(env, actor, camp.id)
+            report = follow(system, actor, camp.id, timeout=600, quiet=False)
             elapsed = time.monotonic() - t0
         print_report(report)
         sink.wait_for(int(report["sent"]), timeout=10)

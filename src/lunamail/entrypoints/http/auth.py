@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from lunamail.app.base import Actor
 from lunamail.entrypoints.http.context import Ctx
 from lunamail.entrypoints.http.errors import ApiError
 from lunamail.services.accounts import api as accounts
@@ -36,3 +37,12 @@ def require_account(
 
 
 AccountId = Annotated[str, Depends(require_account)]
+
+
+def acting_actor(account: AccountId) -> Actor:
+    """The actor of a request: the account of its verified key (every key is an owner's today)."""
+    return Actor(account)
+
+
+Acting = Annotated[Actor, Depends(acting_actor)]
+

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from lunamail.app.base import Env
 from lunamail.domain.messages import Later, Message
 from lunamail.ports.deps import Deps
 
@@ -28,6 +29,11 @@ class ApiContext:
     def emit(self, messages: Sequence[Message | Later]) -> None:
         if messages:
             self.publish(list(messages))
+
+    @property
+    def env(self) -> Env:
+        """What the application layer's use cases run with."""
+        return Env(self.deps, self.emit)
 
 
 def get_context(request: Request) -> ApiContext:

@@ -4,7 +4,8 @@
 service errors, request validation, unknown routes and unexpected exceptions
 alike, so a client needs one parser.  Service errors are mapped by class
 name (each service keeps its own ``NotFound``, ``Conflict``, ...; services
-never import one another, so there is no shared base class to catch).
+never import one another, so there is no shared base class to catch).  The codes
+and that mapping live in :mod:`lunamail.app.errors`, shared with the CLI.
 """
 
 from __future__ import annotations
@@ -19,31 +20,12 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lunamail.app.errors import CODES, describe
+
 log = logging.getLogger("lunamail.http")
 
-# Service error class name -> (HTTP status, stable code).
-SERVICE_ERRORS: dict[str, tuple[int, str]] = {
-    "NotFound": (404, "not_found"),
-    "Conflict": (409, "conflict"),
-    "InvalidInput": (422, "invalid_input"),
-    "IllegalTransition": (409, "illegal_transition"),
-    "PreSendCheckFailed": (422, "pre_send_check_failed"),
-    "InvalidTemplate": (422, "invalid_template"),
-}
-
-_STATUS_CODES: dict[int, str] = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "invalid_input",
-    429: "too_many_requests",
-    500: "internal_error",
-}
+# HTTP status -> code, for refusals that come from the framework (unknown route, bad method).
+_STATUS_CODES: dict[int, str] = {code.status: name for name, code in reversed(CODES.items())}
 
 
 class ApiError(Exception):
@@ -73,34 +55,6 @@ def error_response(
     return JSONResponse(error_body(code, message, details), status_code=status, headers=dict(headers or {}))
 
 
-def service_error_status(exc: BaseException) -> tuple[int, str] | None:
-    """(status, code) when ``exc`` is one of the services' known errors, by class name."""
-    for cls in type(exc).__mro__:
-        found = SERVICE_ERRORS.get(cls.__name__)
-        if found is not None:
-            return found
-    return None
-
-
-def _service_details(exc: BaseException) -> dict[str, Any]:
-    """Whatever structured detail a service error carries, under stable names."""
-    details: dict[str, Any] = {}
-    raw = getattr(exc, "details", None)
-    if isinstance(raw, Mapping):
-        details.update(raw)
-    fields = getattr(exc, "fields", None)
-    if isinstance(fields, Mapping) and fields:
-        details["fields"] = dict(fields)
-    reasons = getattr(exc, "reasons", None)
-    if isinstance(reasons, list | tuple) and reasons:
-        details["reasons"] = list(reasons)
-    for name in ("part", "line"):  # template errors say where
-        value = getattr(exc, name, None)
-        if value is not None:
-            details[name] = value
-    return details
-
-
 def _validation_details(exc: RequestValidationError) -> dict[str, Any]:
     """Pydantic's errors flattened to {"fields": {"body.email": "..."}} plus the raw list."""
     fields: dict[str, str] = {}
@@ -116,10 +70,9 @@ def _validation_details(exc: RequestValidationError) -> dict[str, Any]:
 def exception_response(request: Request, exc: Exception) -> JSONResponse:
     """The response for an exception no specific handler took: a service error's mapped
     status, else a 500 that tells the client nothing about internals (the log has it)."""
-    mapped = service_error_status(exc)
-    if mapped is not None:
-        status, code = mapped
-        return error_response(status, code, str(exc) or code, _service_details(exc))
+    problem = describe(exc)
+    if problem is not None:
+        return error_response(problem.status, problem.code, problem.message, problem.details)
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "an unexpected error occurred")
 

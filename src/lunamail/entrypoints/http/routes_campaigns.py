@@ -1,25 +1,21 @@
 """Campaigns: drafts, preview, test send, send now, schedule, pause/resume/cancel.
 
-The routes do what ``lunamail campaigns ...`` does: resolve list names to ids
-and count the audience (the audience service owns both), call the campaigns
-service, then publish the message it returned — only after the call
-succeeded, so a refused send never reaches the workers.
+Each route calls one use case of :mod:`lunamail.app.campaigns` (which resolves list
+names, counts the audience and emits the messages) and shapes its result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from lunamail.app import campaigns
 from lunamail.domain.campaign_model import Campaign, CampaignStatus, allowed_actions
-from lunamail.domain.messages import Later, Message
-from lunamail.entrypoints.http.auth import AccountId
-from lunamail.entrypoints.http.context import ApiContext, Ctx
-from lunamail.entrypoints.http.errors import ApiError, ErrorRoute
+from lunamail.entrypoints.http.auth import Acting
+from lunamail.entrypoints.http.context import Ctx
+from lunamail.entrypoints.http.errors import ErrorRoute
 from lunamail.entrypoints.http.pagination import (
     DEFAULT_LIMIT,
     Cursor,
@@ -28,10 +24,6 @@ from lunamail.entrypoints.http.pagination import (
     decode_cursor,
     page,
 )
-from lunamail.services.audience import api as audience
-from lunamail.services.audience.errors import NotFound as ListNotFound
-from lunamail.services.campaigns import api as campaigns
-from lunamail.services.campaigns.errors import IllegalTransition, InvalidTemplate
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"], route_class=ErrorRoute)
 
@@ -112,20 +104,6 @@ class PauseIn(BaseModel):
     reason: str = Field("", max_length=500)
 
 
-@contextmanager
-def _service_errors() -> Iterator[None]:
-    """Give the two campaign errors whose detail lives in attributes their full details
-    (the generic mapping in ``errors.py`` only knows ``fields`` and ``reasons``)."""
-    try:
-        yield
-    except InvalidTemplate as exc:
-        details = {"part": exc.part, "line": exc.line, "message": exc.message, "fields": dict(exc.fields)}
-        raise ApiError(422, "invalid_template", str(exc), details) from exc
-    except IllegalTransition as exc:
-        details = {"status": str(exc.from_status), "action": str(exc.action)}
-        raise ApiError(409, "illegal_transition", str(exc), details) from exc
-
-
 def view(c: Campaign, *, bodies: bool = True) -> dict[str, Any]:
     """A campaign as clients see it, with the actions its state allows (for UIs)."""
     doc = c.to_dict()
@@ -135,165 +113,79 @@ def view(c: Campaign, *, bodies: bool = True) -> dict[str, Any]:
     return doc
 
 
-def _list_ids(ctx: ApiContext, account: str, refs: Sequence[str]) -> list[str]:
-    """List names or ids -> ids (deduplicated), or 422 naming every unknown entry."""
-    ids: list[str] = []
-    unknown: dict[str, str] = {}
-    for n, ref in enumerate(refs):
-        try:
-            list_id = str(audience.get_list(ctx.deps, account, ref)["id"])
-        except ListNotFound:
-            unknown[f"lists[{n}]"] = f"no list {ref!r}"
-            continue
-        if list_id not in ids:
-            ids.append(list_id)
-    if unknown:
-        raise ApiError(422, "invalid_input", "unknown list", {"fields": unknown})
-    return ids
-
-
-def _audience_size(ctx: ApiContext, account: str, c: Campaign) -> int:
-    """Subscribed members across the campaign's lists (an upper bound: someone on two lists
-    counts twice here, gets one mail).  A list deleted since the draft was saved refuses
-    the send as the other pre-send checks do."""
-    total = 0
-    gone: list[str] = []
-    for list_id in c.lists:
-        try:
-            total += int(audience.count_by_status(ctx.deps, account, list_id).get("subscribed", 0))
-        except ListNotFound:
-            gone.append(f"list {list_id!r} no longer exists")
-    if gone:
-        raise ApiError(422, "pre_send_check_failed", "the campaign cannot be sent", {"reasons": gone})
-    return total
-
-
 @router.post("", status_code=201, summary="Create a draft campaign")
-def create_campaign(body: CampaignCreate, ctx: Ctx, account: AccountId) -> dict[str, Any]:
-    lists = _list_ids(ctx, account, body.lists)
-    with _service_errors():
-        c = campaigns.create_draft(
-            ctx.deps,
-            account,
-            name=body.name,
-            subject=body.subject,
-            from_name=body.from_name,
-            from_email=body.from_email,
-            reply_to=body.reply_to,
-            html=body.html,
-            text=body.text,
-            lists=lists,
-            campaign_id=body.id,
-        )
-    return view(c)
+def create_campaign(body: CampaignCreate, ctx: Ctx, actor: Acting) -> dict[str, Any]:
+    return view(campaigns.create(ctx.env, actor, campaigns.NewCampaign(**body.model_dump())))
 
 
 @router.get("", response_model=PageOut, summary="Campaigns, newest first (without their bodies)")
 def list_campaigns(
     ctx: Ctx,
-    account: AccountId,
+    actor: Acting,
     status: Annotated[CampaignStatus | None, Query(description="Only this status.")] = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     scope = f"campaigns:{status or ''}"
-    inner = decode_cursor(ctx.deps, account, scope, cursor)
-    found = campaigns.list_campaigns(ctx.deps, account, status=status, limit=limit, cursor=inner)
-    return page(ctx.deps, account, scope, [view(c, bodies=False) for c in found.items], found.cursor)
+    inner = decode_cursor(ctx.deps, actor.account, scope, cursor)
+    found = campaigns.list_campaigns(ctx.env, actor, status=status, limit=limit, cursor=inner)
+    return page(ctx.deps, actor.account, scope, [view(c, bodies=False) for c in found.items], found.next_cursor)
 
 
 @router.get("/{campaign_id}", summary="One campaign, with its content")
-def get_campaign(campaign_id: str, ctx: Ctx, account: AccountId) -> dict[str, Any]:
-    return view(campaigns.get(ctx.deps, account, campaign_id))
+def get_campaign(campaign_id: str, ctx: Ctx, actor: Acting) -> dict[str, Any]:
+    return view(campaigns.get(ctx.env, actor, campaign_id))
 
 
 @router.patch("/{campaign_id}", summary="Change a draft")
-def update_campaign(campaign_id: str, body: CampaignUpdate, ctx: Ctx, account: AccountId) -> dict[str, Any]:
-    lists = None if body.lists is None else _list_ids(ctx, account, body.lists)
-    with _service_errors():
-        c = campaigns.update_draft(
-            ctx.deps,
-            account,
-            campaign_id,
-            name=body.name,
-            subject=body.subject,
-            from_name=body.from_name,
-            from_email=body.from_email,
-            reply_to=body.reply_to,
-            html=body.html,
-            text=body.text,
-            lists=lists,
-        )
-    return view(c)
+def update_campaign(campaign_id: str, body: CampaignUpdate, ctx: Ctx, actor: Acting) -> dict[str, Any]:
+    return view(campaigns.edit(ctx.env, actor, campaign_id, campaigns.CampaignChanges(**body.model_dump())))
 
 
 @router.delete("/{campaign_id}", status_code=204, summary="Delete a draft, cancelled or failed campaign")
-def delete_campaign(campaign_id: str, ctx: Ctx, account: AccountId) -> Response:
-    with _service_errors():
-        campaigns.delete(ctx.deps, account, campaign_id)
+def delete_campaign(campaign_id: str, ctx: Ctx, actor: Acting) -> Response:
+    campaigns.delete(ctx.env, actor, campaign_id)
     return Response(status_code=204)
 
 
 @router.post("/{campaign_id}/preview", response_model=PreviewOut, summary="Render for one (or a sample) subscriber")
 def preview_campaign(
-    campaign_id: str, ctx: Ctx, account: AccountId, body: PreviewIn | None = None
+    campaign_id: str, ctx: Ctx, actor: Acting, body: PreviewIn | None = None
 ) -> dict[str, str]:
     who = body.subscriber.model_dump() if body is not None and body.subscriber is not None else None
-    with _service_errors():
-        out = campaigns.preview(ctx.deps, account, campaign_id, who)
+    out = campaigns.preview(ctx.env, actor, campaign_id, who)
     return {"subject": out.subject, "html": out.html, "text": out.text}
 
 
 @router.post("/{campaign_id}/test", status_code=202, summary="Send a test copy (not counted in reports)")
-def test_campaign(campaign_id: str, body: TestIn, ctx: Ctx, account: AccountId) -> dict[str, Any]:
-    with _service_errors():
-        cmd = campaigns.test_send(ctx.deps, account, campaign_id, body.addresses)
-    ctx.emit([cmd])
-    return {"campaign": campaign_id, "addresses": list(cmd.addresses), "status": "queued"}
+def test_campaign(campaign_id: str, body: TestIn, ctx: Ctx, actor: Acting) -> dict[str, Any]:
+    queued = campaigns.test(ctx.env, actor, campaign_id, body.addresses)
+    return {"campaign": campaign_id, "addresses": list(queued.addresses), "status": "queued"}
 
 
 @router.post("/{campaign_id}/send", status_code=202, summary="Start sending now")
-def send_campaign(campaign_id: str, ctx: Ctx, account: AccountId) -> dict[str, Any]:
-    c = campaigns.get(ctx.deps, account, campaign_id)
-    size = _audience_size(ctx, account, c)
-    with _service_errors():
-        started = campaigns.send_now(ctx.deps, account, campaign_id, audience_size=size)
-    ctx.emit([started])
-    return {**view(campaigns.get(ctx.deps, account, campaign_id)), "audience_size": size}
+def send_campaign(campaign_id: str, ctx: Ctx, actor: Acting) -> dict[str, Any]:
+    started = campaigns.send(ctx.env, actor, campaign_id)
+    return {**view(started.campaign), "audience_size": started.audience_size}
 
 
 @router.post("/{campaign_id}/schedule", summary="Schedule (or move) the send")
-def schedule_campaign(campaign_id: str, body: ScheduleIn, ctx: Ctx, account: AccountId) -> dict[str, Any]:
-    c = campaigns.get(ctx.deps, account, campaign_id)
-    size = _audience_size(ctx, account, c)
-    with _service_errors():
-        cmd = campaigns.schedule(ctx.deps, account, campaign_id, body.at, tz=body.tz, audience_size=size)
-    delay = max(0.0, float(cmd.at or 0.0) - ctx.deps.clock.now())
-    ctx.emit([Later(cmd, delay)])
-    return view(campaigns.get(ctx.deps, account, campaign_id))
-
-
-def _transition(ctx: Ctx, account: str, campaign_id: str, act: Callable[[], Message]) -> dict[str, Any]:
-    """Pause, resume or cancel: the service returns the event, we publish it and show the campaign."""
-    with _service_errors():
-        event = act()
-    ctx.emit([event])
-    return view(campaigns.get(ctx.deps, account, campaign_id))
+def schedule_campaign(campaign_id: str, body: ScheduleIn, ctx: Ctx, actor: Acting) -> dict[str, Any]:
+    return view(campaigns.schedule(ctx.env, actor, campaign_id, body.at, tz=body.tz).campaign)
 
 
 @router.post("/{campaign_id}/pause", summary="Pause a sending campaign")
 def pause_campaign(
-    campaign_id: str, ctx: Ctx, account: AccountId, body: PauseIn | None = None
+    campaign_id: str, ctx: Ctx, actor: Acting, body: PauseIn | None = None
 ) -> dict[str, Any]:
-    reason = body.reason if body else ""
-    return _transition(ctx, account, campaign_id, lambda: campaigns.pause(ctx.deps, account, campaign_id, reason))
+    return view(campaigns.pause(ctx.env, actor, campaign_id, reason=body.reason if body else ""))
 
 
 @router.post("/{campaign_id}/resume", summary="Resume a paused campaign")
-def resume_campaign(campaign_id: str, ctx: Ctx, account: AccountId) -> dict[str, Any]:
-    return _transition(ctx, account, campaign_id, lambda: campaigns.resume(ctx.deps, account, campaign_id))
+def resume_campaign(campaign_id: str, ctx: Ctx, actor: Acting) -> dict[str, Any]:
+    return view(campaigns.resume(ctx.env, actor, campaign_id))
 
 
 @router.post("/{campaign_id}/cancel", summary="Cancel a scheduled, sending or paused campaign")
-def cancel_campaign(campaign_id: str, ctx: Ctx, account: AccountId) -> dict[str, Any]:
-    return _transition(ctx, account, campaign_id, lambda: campaigns.cancel(ctx.deps, account, campaign_id))
+def cancel_campaign(campaign_id: str, ctx: Ctx, actor: Acting) -> dict[str, Any]:
+    return view(campaigns.cancel(ctx.env, actor, campaign_id))

@@ -7,12 +7,11 @@ from typing import Any, Literal
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from lunamail.domain.messages import Message
-from lunamail.entrypoints.http.auth import AccountId
+from lunamail.app import audience
+from lunamail.entrypoints.http.auth import Acting
 from lunamail.entrypoints.http.context import Ctx
 from lunamail.entrypoints.http.errors import ErrorRoute
 from lunamail.entrypoints.http.pagination import DEFAULT_LIMIT, Cursor, Limit, PageOut, slice_page
-from lunamail.services.audience import api as audience
 
 router = APIRouter(prefix="/lists", tags=["lists"], route_class=ErrorRoute)
 
@@ -44,50 +43,31 @@ def _fields(fields: list[FieldIn] | None) -> list[dict[str, str]] | None:
 
 
 @router.post("", status_code=201, summary="Create a list")
-def create_list(body: ListCreate, ctx: Ctx, account: AccountId) -> dict[str, Any]:
-    events: list[Message] = []
-    out = audience.create_list(
-        ctx.deps,
-        account,
-        body.name,
-        description=body.description,
-        fields=_fields(body.fields) or [],
-        double_opt_in=body.double_opt_in,
-        events=events,
-    )
-    ctx.emit(events)
-    return out
+def create_list(body: ListCreate, ctx: Ctx, actor: Acting) -> dict[str, Any]:
+    new = audience.NewList(body.name, body.description, _fields(body.fields) or [], body.double_opt_in)
+    return audience.create_list(ctx.env, actor, new)
 
 
 @router.get("", response_model=PageOut, summary="The account's lists with their counts")
 def list_lists(
-    ctx: Ctx, account: AccountId, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+    ctx: Ctx, actor: Acting, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 ) -> dict[str, Any]:
-    lists = audience.list_lists(ctx.deps, account)  # lists are few: the service reads them all
-    return slice_page(ctx.deps, account, "lists", lists, limit, cursor)
+    lists = audience.list_lists(ctx.env, actor)  # lists are few: the service reads them all
+    return slice_page(ctx.deps, actor.account, "lists", lists, limit, cursor)
 
 
 @router.get("/{list_id}", summary="One list by id (or name)")
-def get_list(list_id: str, ctx: Ctx, account: AccountId) -> dict[str, Any]:
-    return audience.get_list(ctx.deps, account, list_id)
+def get_list(list_id: str, ctx: Ctx, actor: Acting) -> dict[str, Any]:
+    return audience.get_list(ctx.env, actor, list_id)
 
 
 @router.patch("/{list_id}", summary="Change a list's name, description, fields or opt-in")
-def update_list(list_id: str, body: ListUpdate, ctx: Ctx, account: AccountId) -> dict[str, Any]:
-    return audience.update_list(
-        ctx.deps,
-        account,
-        list_id,
-        name=body.name,
-        description=body.description,
-        fields=_fields(body.fields),
-        double_opt_in=body.double_opt_in,
-    )
+def update_list(list_id: str, body: ListUpdate, ctx: Ctx, actor: Acting) -> dict[str, Any]:
+    changes = audience.ListChanges(body.name, body.description, _fields(body.fields), body.double_opt_in)
+    return audience.update_list(ctx.env, actor, list_id, changes)
 
 
 @router.delete("/{list_id}", status_code=204, summary="Delete a list (subscribers are purged in the background)")
-def delete_list(list_id: str, ctx: Ctx, account: AccountId) -> Response:
-    events: list[Message] = []
-    purge = audience.delete_list(ctx.deps, account, list_id, events=events)
-    ctx.emit([*events, *purge])
+def delete_list(list_id: str, ctx: Ctx, actor: Acting) -> Response:
+    audience.delete_list(ctx.env, actor, list_id)
     return Response(status_code=204)

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from lunamail.domain.messages import Message
-from lunamail.entrypoints.http.auth import AccountId
+from lunamail.app import audience
+from lunamail.entrypoints.http.auth import Acting
 from lunamail.entrypoints.http.context import Ctx
 from lunamail.entrypoints.http.errors import ErrorRoute
 from lunamail.entrypoints.http.pagination import (
@@ -19,7 +19,6 @@ from lunamail.entrypoints.http.pagination import (
     decode_cursor,
     page,
 )
-from lunamail.services.audience import api as audience
 
 router = APIRouter(prefix="/lists/{list_id}/subscribers", tags=["subscribers"], route_class=ErrorRoute)
 
@@ -44,7 +43,7 @@ class SubscriberUpdate(BaseModel):
 def list_subscribers(
     list_id: str,
     ctx: Ctx,
-    account: AccountId,
+    actor: Acting,
     status: Annotated[str | None, Query(description="Only this status.")] = None,
     prefix: Annotated[
         str | None, Query(max_length=320, description="Search: addresses starting with this.")
@@ -53,57 +52,39 @@ def list_subscribers(
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     if prefix:
-        found = audience.search_subscribers(ctx.deps, account, list_id, prefix, limit=limit)
-        return page(ctx.deps, account, "", found, None)
+        found = audience.list_subscribers(ctx.env, actor, list_id, prefix=prefix, limit=limit)
+        return page(ctx.deps, actor.account, "", found.items, None)
     scope = f"subscribers:{list_id}:{status or ''}"
-    inner = decode_cursor(ctx.deps, account, scope, cursor)
-    items, nxt = audience.list_subscribers(
-        ctx.deps, account, list_id, status=status, limit=limit, cursor=inner
-    )
-    return page(ctx.deps, account, scope, items, nxt)
+    inner = decode_cursor(ctx.deps, actor.account, scope, cursor)
+    got = audience.list_subscribers(ctx.env, actor, list_id, status=status, limit=limit, cursor=inner)
+    return page(ctx.deps, actor.account, scope, got.items, got.next_cursor)
 
 
 @router.post("", status_code=201, summary="Subscribe someone (re-subscribes an unsubscribed address)")
-def subscribe(list_id: str, body: SubscriberCreate, ctx: Ctx, account: AccountId) -> dict[str, Any]:
-    events: list[Message] = []
-    out = audience.subscribe(
-        ctx.deps, account, list_id, body.email, name=body.name, fields=body.fields, events=events
-    )
-    ctx.emit(events)
-    return out
+def subscribe(list_id: str, body: SubscriberCreate, ctx: Ctx, actor: Acting) -> dict[str, Any]:
+    return audience.subscribe(ctx.env, actor, list_id, audience.NewSubscriber(body.email, body.name, body.fields))
 
 
 @router.get("/{email}", summary="One subscriber")
-def get_subscriber(list_id: str, email: str, ctx: Ctx, account: AccountId) -> dict[str, Any]:
-    return audience.get_subscriber(ctx.deps, account, list_id, email)
+def get_subscriber(list_id: str, email: str, ctx: Ctx, actor: Acting) -> dict[str, Any]:
+    return audience.get_subscriber(ctx.env, actor, list_id, email)
 
 
 @router.patch("/{email}", summary="Change a subscriber's name or custom fields")
 def update_subscriber(
-    list_id: str, email: str, body: SubscriberUpdate, ctx: Ctx, account: AccountId
+    list_id: str, email: str, body: SubscriberUpdate, ctx: Ctx, actor: Acting
 ) -> dict[str, Any]:
     return audience.update_subscriber(
-        ctx.deps,
-        account,
-        list_id,
-        email,
-        name=body.name,
-        fields=body.fields,
-        replace_fields=body.replace_fields,
+        ctx.env, actor, list_id, email, name=body.name, fields=body.fields, replace_fields=body.replace_fields
     )
 
 
 @router.post("/{email}/unsubscribe", summary="Unsubscribe (idempotent)")
-def unsubscribe(list_id: str, email: str, ctx: Ctx, account: AccountId) -> dict[str, Any]:
-    events: list[Message] = []
-    out = audience.unsubscribe(ctx.deps, account, list_id, email, events=events)
-    ctx.emit(events)
-    return out
+def unsubscribe(list_id: str, email: str, ctx: Ctx, actor: Acting) -> dict[str, Any]:
+    return audience.unsubscribe(ctx.env, actor, list_id, email)
 
 
 @router.delete("/{email}", status_code=204, summary="Forget a subscriber entirely")
-def delete_subscriber(list_id: str, email: str, ctx: Ctx, account: AccountId) -> Response:
-    events: list[Message] = []
-    audience.delete_subscriber(ctx.deps, account, list_id, email, events=events)
-    ctx.emit(events)
+def delete_subscriber(list_id: str, email: str, ctx: Ctx, actor: Acting) -> Response:
+    audience.remove_subscriber(ctx.env, actor, list_id, email)
     return Response(status_code=204)

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from lunamail.domain.messages import Message
-from lunamail.entrypoints.http.auth import AccountId
+from lunamail.app import audience
+from lunamail.entrypoints.http.auth import Acting
 from lunamail.entrypoints.http.context import Ctx
 from lunamail.entrypoints.http.errors import ErrorRoute
 from lunamail.entrypoints.http.pagination import (
@@ -19,7 +19,6 @@ from lunamail.entrypoints.http.pagination import (
     decode_cursor,
     page,
 )
-from lunamail.services.audience import api as audience
 
 router = APIRouter(prefix="/suppressions", tags=["suppressions"], route_class=ErrorRoute)
 
@@ -33,28 +32,23 @@ class SuppressionCreate(BaseModel):
 @router.get("", response_model=PageOut, summary="Suppressed addresses, page by page")
 def list_suppressions(
     ctx: Ctx,
-    account: AccountId,
+    actor: Acting,
     prefix: Annotated[str, Query(max_length=320)] = "",
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     scope = f"suppressions:{prefix}"
-    inner = decode_cursor(ctx.deps, account, scope, cursor)
-    items, nxt = audience.list_suppressions(ctx.deps, account, limit=limit, cursor=inner, prefix=prefix)
-    return page(ctx.deps, account, scope, items, nxt)
+    inner = decode_cursor(ctx.deps, actor.account, scope, cursor)
+    got = audience.list_suppressions(ctx.env, actor, limit=limit, cursor=inner, prefix=prefix)
+    return page(ctx.deps, actor.account, scope, got.items, got.next_cursor)
 
 
 @router.post("", status_code=201, summary="Suppress an address (idempotent)")
-def suppress(body: SuppressionCreate, ctx: Ctx, account: AccountId) -> dict[str, Any]:
-    events: list[Message] = []
-    out = audience.suppress(ctx.deps, account, body.email, reason=body.reason, events=events)
-    ctx.emit(events)
-    return out
+def suppress(body: SuppressionCreate, ctx: Ctx, actor: Acting) -> dict[str, Any]:
+    return audience.suppress(ctx.env, actor, body.email, reason=body.reason)
 
 
 @router.delete("/{email}", status_code=204, summary="Lift a suppression")
-def unsuppress(email: str, ctx: Ctx, account: AccountId) -> Response:
-    events: list[Message] = []
-    audience.unsuppress(ctx.deps, account, email, events=events)
-    ctx.emit(events)
+def unsuppress(email: str, ctx: Ctx, actor: Acting) -> Response:
+    audience.unsuppress(ctx.env, actor, email)
     return Response(status_code=204)

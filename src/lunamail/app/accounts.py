@@ -1,0 +1,119 @@
+"""Account and API-key use cases, and how a door turns "--account X" into an Actor.
+
+An account named on a command line must exist: :func:`actor` refuses an unknown one
+with the known ids (a typo would otherwise create lists for nobody).  Creating
+accounts and listing all of them is the installation's business, not a tenant's:
+those use cases need the ``admin`` permission like keys do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lunamail.domain.accounts import DEFAULT_ACCOUNT, Account, ApiKey
+from lunamail.ports.deps import Deps
+from lunamail.services.accounts import api as accounts_api
+from lunamail.services.accounts.errors import Conflict as AccountConflict
+from lunamail.services.accounts.errors import NotFound as AccountNotFound
+
+from .base import Actor, Emitted, Env, Page, Permission, command, query
+from .errors import NotFound
+
+_KNOWN_SHOWN = 20  # how many known ids an unknown-account error lists
+
+
+@dataclass(frozen=True)
+class Initialised:
+    account: str
+    created: bool  # False when the default account existed already
+    api_key: str | None  # the new key's secret (shown once), if one was issued
+
+
+@dataclass(frozen=True)
+class AccountUnlocked:
+    account: Account
+    changed: bool  # False when it was not locked
+
+
+def known_accounts(deps: Deps, *, limit: int = _KNOWN_SHOWN) -> list[Account]:
+    found, _ = accounts_api.list_accounts(deps, limit=limit)
+    return found
+
+
+def actor(env: Env, account: str, *, role: str = "owner") -> Actor:
+    """The actor for an account id (or, failing that, a unique display name), or NotFound
+    ``account 'acme' not found; known: default, ...``."""
+    ref = account.strip()
+    try:
+        return Actor(accounts_api.get_account(env.deps, ref).id, role)
+    except AccountNotFound:
+        pass
+    known = known_accounts(env.deps, limit=1000)
+    named = [a for a in known if a.name.casefold() == ref.casefold()]
+    if len(named) == 1:
+        return Actor(named[0].id, role)
+    ids = ", ".join(a.id for a in known[:_KNOWN_SHOWN]) or "none"
+    raise NotFound(f"account {ref!r} not found; known: {ids}", {"account": ref})
+
+
+def initialise(env: Env, *, new_key: bool = False) -> Initialised:
+    """Create the ``default`` account and its first key (idempotent; ``new_key`` issues
+    another).  Not a use case of an actor: it makes the first one."""
+    created = True
+    try:
+        accounts_api.create_account(env.deps, "Default", account_id=DEFAULT_ACCOUNT)
+    except AccountConflict:
+        created = False
+    secret: str | None = None
+    if created or new_key:
+        label = "init" if created else "init --new-key"
+        secret = accounts_api.create_api_key(env.deps, DEFAULT_ACCOUNT, label).secret
+    return Initialised(DEFAULT_ACCOUNT, created, secret)
+
+
+@query()
+def me(env: Env, actor: Actor) -> Account:
+    """The actor's account with its sending state."""
+    return accounts_api.get_account(env.deps, actor.account)
+
+
+@query(Permission.ADMIN)
+def list_accounts(env: Env, actor: Actor, *, limit: int = 100, cursor: str | None = None) -> Page[Account]:
+    found, nxt = accounts_api.list_accounts(env.deps, limit=limit, cursor=cursor)
+    return Page(found, nxt)
+
+
+@command(Permission.ADMIN)
+def create_account(env: Env, actor: Actor, name: str, *, account_id: str | None = None) -> Emitted[Account]:
+    return Emitted(accounts_api.create_account(env.deps, name, account_id=account_id))
+
+
+@command(Permission.ADMIN)
+def unlock(env: Env, actor: Actor, account_id: str) -> Emitted[AccountUnlocked]:
+    """Lift a sending lock set by the reputation guard (after fixing the cause)."""
+    events = accounts_api.unlock_sending(env.deps, account_id)
+    after = accounts_api.get_account(env.deps, account_id)
+    return Emitted(AccountUnlocked(after, bool(events)), events)
+
+
+@dataclass(frozen=True)
+class NewKey:
+    key: ApiKey
+    secret: str  # shown once; only its hash is stored
+
+
+@command(Permission.ADMIN)
+def create_key(env: Env, actor: Actor, *, label: str = "") -> Emitted[NewKey]:
+    issued = accounts_api.create_api_key(env.deps, actor.account, label)
+    return Emitted(NewKey(issued.key, issued.secret))
+
+
+@query(Permission.ADMIN)
+def list_keys(env: Env, actor: Actor, *, include_revoked: bool = True) -> list[ApiKey]:
+    return accounts_api.list_api_keys(env.deps, actor.account, include_revoked=include_revoked)
+
+
+@command(Permission.ADMIN)
+def revoke_key(env: Env, actor: Actor, prefix: str) -> Emitted[ApiKey]:
+    """Revoke the key whose display prefix starts with ``prefix``; idempotent."""
+    return Emitted(accounts_api.revoke_api_key(env.deps, actor.account, prefix))

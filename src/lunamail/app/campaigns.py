@@ -1,0 +1,206 @@
+"""Campaign use cases: drafts, preview, test, send, schedule, pause, resume, cancel.
+
+The orchestration the doors used to hold lives here: list names become ids (the
+audience service owns lists), the audience is counted before a send or a schedule
+so an empty one is refused with the other pre-send reasons, and the messages the
+campaigns service returns are emitted (a refused call emits nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lunamail.domain.campaign_model import Campaign
+from lunamail.domain.messages import Later
+from lunamail.lib.templating import Rendered
+from lunamail.services.audience import api as audience_api
+from lunamail.services.audience.errors import NotFound as ListNotFound
+from lunamail.services.campaigns import api as campaigns_api
+from lunamail.services.campaigns.errors import PreSendCheckFailed
+
+from .base import Actor, Emitted, Env, Page, Permission, command, query
+from .errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class NewCampaign:
+    """A draft may be incomplete; the pre-send checks say what is missing at send time."""
+
+    name: str
+    subject: str = ""
+    from_name: str = ""
+    from_email: str = ""
+    reply_to: str = ""
+    html: str = ""
+    text: str | None = None  # None or blank: derived from the HTML
+    lists: Sequence[str] = ()  # list ids or names
+    id: str | None = None  # a client-chosen id (Conflict when taken)
+
+
+@dataclass(frozen=True)
+class CampaignChanges:
+    """Only the fields given (not None) change; ``text=""`` goes back to a derived text part."""
+
+    name: str | None = None
+    subject: str | None = None
+    from_name: str | None = None
+    from_email: str | None = None
+    reply_to: str | None = None
+    html: str | None = None
+    text: str | None = None
+    lists: Sequence[str] | None = None
+
+
+@dataclass(frozen=True)
+class SendStarted:
+    campaign: Campaign
+    audience_size: int  # subscribed members across its lists (an upper bound: duplicates count twice)
+
+
+@dataclass(frozen=True)
+class TestQueued:
+    campaign: str
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    campaign: Campaign
+    delay_seconds: float  # from now until the send
+
+
+def list_ids(env: Env, actor: Actor, refs: Sequence[str]) -> list[str]:
+    """List names or ids -> ids (deduplicated), or InvalidInput naming every unknown entry."""
+    ids: list[str] = []
+    unknown: dict[str, str] = {}
+    for n, ref in enumerate(refs):
+        try:
+            list_id = str(audience_api.get_list(env.deps, actor.account, ref)["id"])
+        except ListNotFound:
+            unknown[f"lists[{n}]"] = f"no list {ref!r}"
+            continue
+        if list_id not in ids:
+            ids.append(list_id)
+    if unknown:
+        raise InvalidInput("unknown list", unknown)
+    return ids
+
+
+def audience_size(env: Env, actor: Actor, c: Campaign) -> int:
+    """Subscribed members across the campaign's lists.  A list deleted since the draft was
+    saved refuses the send as the other pre-send checks do."""
+    total = 0
+    gone: list[str] = []
+    for list_id in c.lists:
+        try:
+            total += int(audience_api.count_by_status(env.deps, actor.account, list_id).get("subscribed", 0))
+        except ListNotFound:
+            gone.append(f"list {list_id!r} no longer exists")
+    if gone:
+        raise PreSendCheckFailed(gone)
+    return total
+
+
+@command(Permission.CAMPAIGNS)
+def create(env: Env, actor: Actor, draft: NewCampaign) -> Emitted[Campaign]:
+    """Save a new draft."""
+    c = campaigns_api.create_draft(
+        env.deps, actor.account, name=draft.name, subject=draft.subject, from_name=draft.from_name,
+        from_email=draft.from_email, reply_to=draft.reply_to, html=draft.html, text=draft.text,
+        lists=list_ids(env, actor, draft.lists), campaign_id=draft.id,
+    )  # fmt: skip
+    return Emitted(c)
+
+
+@command(Permission.CAMPAIGNS)
+def edit(env: Env, actor: Actor, campaign_id: str, changes: CampaignChanges) -> Emitted[Campaign]:
+    """Change a draft (IllegalTransition once it is scheduled or sent)."""
+    lists = None if changes.lists is None else list_ids(env, actor, changes.lists)
+    c = campaigns_api.update_draft(
+        env.deps, actor.account, campaign_id, name=changes.name, subject=changes.subject,
+        from_name=changes.from_name, from_email=changes.from_email, reply_to=changes.reply_to,
+        html=changes.html, text=changes.text, lists=lists,
+    )  # fmt: skip
+    return Emitted(c)
+
+
+@command(Permission.CAMPAIGNS)
+def delete(env: Env, actor: Actor, campaign_id: str) -> Emitted[None]:
+    """Delete a draft, cancelled or failed campaign."""
+    campaigns_api.delete(env.deps, actor.account, campaign_id)
+    return Emitted(None)
+
+
+@query()
+def get(env: Env, actor: Actor, campaign_id: str) -> Campaign:
+    return campaigns_api.get(env.deps, actor.account, campaign_id)
+
+
+@query()
+def list_campaigns(
+    env: Env, actor: Actor, *, status: str | None = None, limit: int = 50, cursor: str | None = None
+) -> Page[Campaign]:
+    """Campaigns newest first.  A filtered page may hold fewer than ``limit`` items while
+    more follow: go on while ``next_cursor`` is set."""
+    found = campaigns_api.list_campaigns(env.deps, actor.account, status=status, limit=limit, cursor=cursor)
+    return Page(found.items, found.cursor)
+
+
+@query(Permission.CAMPAIGNS)
+def preview(env: Env, actor: Actor, campaign_id: str, subscriber: Mapping[str, Any] | None = None) -> Rendered:
+    """Subject, HTML and text as ``subscriber`` (default: a sample person) would get them."""
+    return campaigns_api.preview(env.deps, actor.account, campaign_id, subscriber)
+
+
+@command(Permission.CAMPAIGNS)
+def test(env: Env, actor: Actor, campaign_id: str, addresses: Sequence[str]) -> Emitted[TestQueued]:
+    """Queue a test copy to ``addresses`` (marked as a test, not counted in reports)."""
+    cmd = campaigns_api.test_send(env.deps, actor.account, campaign_id, addresses)
+    return Emitted(TestQueued(campaign_id, tuple(cmd.addresses)), [cmd])
+
+
+@command(Permission.SEND)
+def send(env: Env, actor: Actor, campaign_id: str) -> Emitted[SendStarted]:
+    """Check and start sending now (PreSendCheckFailed with every reason otherwise)."""
+    size = audience_size(env, actor, campaigns_api.get(env.deps, actor.account, campaign_id))
+    started = campaigns_api.send_now(env.deps, actor.account, campaign_id, audience_size=size)
+    return Emitted(SendStarted(campaigns_api.get(env.deps, actor.account, campaign_id), size), [started])
+
+
+@command(Permission.SEND)
+def schedule(env: Env, actor: Actor, campaign_id: str, at: str, *, tz: str | None = None) -> Emitted[Scheduled]:
+    """Schedule (or move) the send to ``at``: ISO 8601 with an offset, or a local time with ``tz``."""
+    size = audience_size(env, actor, campaigns_api.get(env.deps, actor.account, campaign_id))
+    cmd = campaigns_api.schedule(env.deps, actor.account, campaign_id, at, tz=tz, audience_size=size)
+    delay = max(0.0, float(cmd.at or 0.0) - env.deps.clock.now())
+    after = campaigns_api.get(env.deps, actor.account, campaign_id)
+    return Emitted(Scheduled(after, delay), [Later(cmd, delay)])
+
+
+@command(Permission.SEND)
+def pause(env: Env, actor: Actor, campaign_id: str, *, reason: str = "") -> Emitted[Campaign]:
+    """Pause a sending campaign; batches not yet started wait until it is resumed."""
+    event = campaigns_api.pause(env.deps, actor.account, campaign_id, reason)
+    return Emitted(campaigns_api.get(env.deps, actor.account, campaign_id), [event])
+
+
+@command(Permission.SEND)
+def resume(env: Env, actor: Actor, campaign_id: str) -> Emitted[Campaign]:
+    event = campaigns_api.resume(env.deps, actor.account, campaign_id)
+    return Emitted(campaigns_api.get(env.deps, actor.account, campaign_id), [event])
+
+
+@command(Permission.SEND)
+def cancel(env: Env, actor: Actor, campaign_id: str) -> Emitted[Campaign]:
+    """Cancel a scheduled, sending or paused campaign; nothing more is sent."""
+    event = campaigns_api.cancel(env.deps, actor.account, campaign_id)
+    return Emitted(campaigns_api.get(env.deps, actor.account, campaign_id), [event])
+
+
+__all__ = [
+    "CampaignChanges", "NewCampaign", "Scheduled", "SendStarted", "TestQueued",
+    "audience_size", "cancel", "create", "delete", "edit", "get", "list_campaigns", "list_ids",
+    "pause", "preview", "resume", "schedule", "send", "test",
+]  # fmt: skip
