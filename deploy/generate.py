@@ -46,6 +46,9 @@ OVERRIDES: dict[str, dict[str, int]] = {
     "audience.import_chunk": {"BatchSize": 1, "Timeout": 300, "MemorySize": 1024},
     "feedback.ingest_raw": {"BatchSize": 5, "Timeout": 120},
 }
+# The functions that hand mail to SES: their event source mappings are capped, so a large
+# campaign cannot take every Lambda slot of the account (and the pacer spaces their calls).
+SENDERS = ("delivery.send_batch",)
 VISIBILITY_FACTOR = 6  # queue visibility >= 6 x function timeout, as Lambda advises for SQS
 
 
@@ -107,6 +110,8 @@ def _queue_resources(
                             "Queue": _arn(f"{rid}Queue"),
                             "BatchSize": opts["BatchSize"],
                             "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                            **({"ScalingConfig": {"MaximumConcurrency": {"Ref": "SendConcurrency"}}}
+                               if queue in SENDERS else {}),
                         },
                     }
                 },
@@ -402,6 +407,21 @@ def template(router: Router | None = None, settings: Settings | None = None) -> 
                 "Description": "Custom domain of the HTTP API; https://<it> is the BaseUrl of every "
                 "tracking and unsubscribe link (empty: the API's execute-api URL)",
             },
+            "SendRate": {
+                "Type": "Number",
+                "Default": 14,
+                "MinValue": 0,
+                "Description": "SES messages per second across every sender function (your SES "
+                "account's maximum send rate; 0 = unpaced)",
+            },
+            "SendConcurrency": {
+                "Type": "Number",
+                "Default": 5,
+                "MinValue": 2,
+                "MaxValue": 1000,
+                "Description": "Most delivery batches sending at once (MaximumConcurrency of the "
+                "sender's SQS event source)",
+            },
             "CertificateArn": {
                 "Type": "String",
                 "Default": "",
@@ -428,6 +448,7 @@ def template(router: Router | None = None, settings: Settings | None = None) -> 
                         "LUNAMAIL_BASE_URL": BASE_URL,
                         "LUNAMAIL_SES_CONFIGURATION_SET": {"Ref": "ConfigurationSet"},
                         "LUNAMAIL_MAX_ATTEMPTS": str(settings.max_attempts),
+                        "LUNAMAIL_SEND_RATE": {"Ref": "SendRate"},
                     }
                 },
             }

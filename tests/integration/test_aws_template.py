@@ -125,6 +125,20 @@ def test_ses_events_reach_the_feedback_function_through_sns(doc: dict[str, Any])
     assert env["LUNAMAIL_SES_CONFIGURATION_SET"] == {"Ref": "ConfigurationSet"}
 
 
+def test_senders_are_capped_and_share_the_configured_rate(doc: dict[str, Any]) -> None:
+    capped = {}
+    for fn in _of_type(doc, "AWS::Serverless::Function").values():
+        for event in fn["Properties"]["Events"].values():
+            if "ScalingConfig" in event["Properties"]:
+                capped[fn["Properties"]["Environment"]["Variables"]["LUNAMAIL_LAMBDA_QUEUE"]] = (
+                    event["Properties"]["ScalingConfig"]
+                )
+    assert capped == {"delivery.send_batch": {"MaximumConcurrency": {"Ref": "SendConcurrency"}}}
+    assert doc["Parameters"]["SendConcurrency"]["MinValue"] == 2  # Lambda's floor
+    env = doc["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["LUNAMAIL_SEND_RATE"] == {"Ref": "SendRate"}
+
+
 def test_table_is_the_single_table_shape(doc: dict[str, Any]) -> None:
     [table] = _of_type(doc, "AWS::DynamoDB::Table").values()
     props = table["Properties"]

@@ -82,7 +82,7 @@ def test_4xx_is_retried_with_backoff_and_5xx_is_final(system: System, mailer: Me
     mailer.replies.update({
         people[0]: [(451, "4.3.0 try later"), (250, "ok")],            # deferred once, then sent
         people[1]: (550, "5.1.1 no such user"),                         # final failure
-        people[2]: [(421, "4.7.0 slow down")] * 5,                      # deferred until it gives up
+        people[2]: [(451, "4.4.1 mailbox busy")] * 5,                   # deferred until it gives up
     })
     camp = _start(system, [_list(system, "L", people)])
     _run_until_status(system, camp, "sent")
@@ -95,6 +95,38 @@ def test_4xx_is_retried_with_backoff_and_5xx_is_final(system: System, mailer: Me
     rec = system.store.get(*keys.record_key(ACCOUNT, camp, people[2]))
     assert rec is not None and rec["status"] == "failed" and "deferred 3 times" in rec["reply"]
     assert campaigns.get(system.deps, ACCOUNT, camp).status == "sent"
+
+
+def test_slow_down_replies_never_count_towards_the_retry_limit(
+    system: System, mailer: MemoryMailer
+) -> None:
+    """421/454 (SES throttling, sending paused) are about the sender: with a limit of 3
+    attempts, five slow-downs and one real deferral still end in a delivery."""
+    people = emails(12)
+    slow = [(454, "4.7.0 SES Throttling: Maximum sending rate exceeded.")] * 3
+    mailer.replies.update({
+        people[0]: [*slow, (421, "4.3.2 SES AccountSendingPausedException"), (250, "ok")],
+        people[1]: [(454, "4.7.0 throttled"), (451, "4.3.0 busy"), *slow, (250, "ok")],
+        people[2]: [(454, "4.7.0 throttled"), *[(451, "4.3.0 busy")] * 5],  # real deferrals count
+    })
+    camp = _start(system, [_list(system, "L", people)])
+    _run_until_status(system, camp, "sent")
+    rep = _report(system, camp)
+    assert (rep["planned"], rep["sent"], rep["failed"], rep["deferred"]) == (12, 11, 1, 0)
+    tries = Counter(m.rcpt_to for m in mailer.attempts)
+    assert (tries[people[0]], tries[people[1]], tries[people[2]]) == (5, 6, 4)
+    for person, attempts in ((people[0], 0), (people[1], 1)):
+        rec = system.store.get(*keys.record_key(ACCOUNT, camp, person))
+        assert rec is not None and rec["status"] == "sent"
+        assert int(rec.get("attempts", 0)) == attempts
+    rec = system.store.get(*keys.record_key(ACCOUNT, camp, people[2]))
+    assert rec is not None and rec["status"] == "failed" and "deferred 3 times" in rec["reply"]
+
+
+def test_batch_ids_of_retries_stay_unique() -> None:
+    assert sending.retried("3-0", 1) == "3-0.r1"
+    assert sending.retried("3-0.r1", 2) == "3-0.r2"
+    assert sending.retried("3-0.r1s", 2) == "3-0.r1s.r2"
 
 
 def test_a_retried_batch_never_resends_a_recipient_with_an_outcome(system: System, mailer: MemoryMailer) -> None:

@@ -305,8 +305,8 @@ def _build_mailer(settings: Settings) -> Mailer:
 
 
 def build_pacer(settings: Settings) -> Pacer | None:
-    """The send-rate limiter shared by every worker process on the data folder
-    (None when neither a rate nor a window is configured)."""
+    """The send-rate limiter shared by every worker process on the data folder, or by every
+    sender on the DynamoDB table (None when neither a rate nor a window is configured)."""
     from lunamail.adapters.pacer.sqlite import SqlitePacer
     from lunamail.lib.pacing import PaceConfig, parse_window
 
@@ -314,6 +314,11 @@ def build_pacer(settings: Settings) -> Pacer | None:
     if settings.send_rate <= 0 and not count:
         return None
     config = PaceConfig(settings.send_rate, count, seconds)
+    if settings.store == "dynamodb":  # many machines or Lambda functions: one shared item
+        from lunamail.adapters.pacer.dynamodb import DynamoPacer
+
+        return DynamoPacer(settings.dynamodb_table, config, endpoint_url=settings.aws_endpoint_url,
+                           region=settings.aws_region)
     return SqlitePacer(settings.data_dir / "pace.db", config)
 
 

@@ -9,8 +9,8 @@ client (clients are thread-safe); ``on_result`` is called from the caller's
 thread.
 
 SES answers with errors, not SMTP replies; they are mapped to SMTP-like codes
-so the delivery rules (4xx defer, 5xx final, 421/454 slow down) apply as they
-do over SMTP:
+so the delivery rules (4xx defer, 5xx final, 421/454 slow down: never counted
+against the recipient) apply as they do over SMTP:
 
 =====================================================  ====  =========
 SES error                                              code  outcome
@@ -20,7 +20,7 @@ Throttling (incl. "Maximum sending rate exceeded",
 MessageRejected                                        554   failed
 MailFromDomainNotVerifiedException                     550   failed
 InvalidParameterValue (e.g. a malformed address)       553   failed
-AccountSendingPaused / ConfigurationSetSendingPaused   451   deferred
+AccountSendingPaused / ConfigurationSetSendingPaused   421   deferred, throttled
 any other 5xx service error, timeouts, network errors  451   deferred
 =====================================================  ====  =========
 
@@ -36,6 +36,7 @@ import contextlib
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from itertools import islice
@@ -45,6 +46,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from lunamail.lib.pacing import chunk_size
 from lunamail.ports.mailer import OutgoingMail, SendResult
 from lunamail.ports.pacer import Pacer
 
@@ -99,7 +101,9 @@ def result_for_error(mail: OutgoingMail, exc: Exception) -> SendResult:
         if code_name in _PERMANENT:
             code, enhanced = _PERMANENT[code_name]
             return SendResult(mail.ref, mail.rcpt_to, code, f"{enhanced} SES {code_name}: {text}")
-        if code_name in _PAUSED or status >= 500 or status == 0:
+        if code_name in _PAUSED:  # the sender must wait; the recipient is fine
+            return SendResult(mail.ref, mail.rcpt_to, 421, f"4.3.2 SES {code_name}: {text}")
+        if status >= 500 or status == 0:
             return SendResult(mail.ref, mail.rcpt_to, 451, f"4.3.0 SES {code_name}: {text}")
         # Any other 4xx API error is ours (bad request, missing permission, unknown
         # configuration set): defer, so fixing the setup does not lose the recipient.
@@ -149,6 +153,8 @@ class SesMailer:
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="ses-mailer")
         self._closed = False
         self._pace_lock = threading.Lock()
+        self._slots: deque[float] = deque()  # reserved send times not used yet
+        self._slot_spacing = 0.0
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> SesMailer:
@@ -218,11 +224,21 @@ class SesMailer:
         return request
 
     def _pace(self) -> None:
+        """Wait for this call's slot.  Slots are reserved a chunk at a time (about a quarter
+        second's worth: one round trip to a shared pacer per chunk, not per mail); a slot
+        we are late for by more than one spacing is dropped, never used in a burst."""
         if self.pacer is None:
             return
         with self._pace_lock:
-            start, _ = self.pacer.reserve(1)
-        wait_s = start - time.time()
+            now = time.time()
+            while self._slots and self._slot_spacing > 0 and self._slots[0] < now - self._slot_spacing:
+                self._slots.popleft()
+            if not self._slots:
+                n = chunk_size(self.pacer.current_rate(), default=2 * self.concurrency)
+                start, self._slot_spacing = self.pacer.reserve(n)
+                self._slots.extend(start + i * self._slot_spacing for i in range(n))
+            at = self._slots.popleft()
+        wait_s = at - time.time()
         if wait_s > 0:
             time.sleep(wait_s)
 

@@ -24,7 +24,7 @@ from lunamail.adapters.mailer.ses import SesMailer
 from lunamail.adapters.queue.sqs import SqsQueue
 from lunamail.config import ConfigError, Settings
 from lunamail.ports.secrets import DerivedSecrets, Secrets
-from lunamail.runtime.bootstrap import LazyMailer, System, bootstrap, retry_policy
+from lunamail.runtime.bootstrap import LazyMailer, System, bootstrap, build_pacer, retry_policy
 
 log = logging.getLogger("lunamail.entrypoints.aws")
 
@@ -76,8 +76,9 @@ def build_system(settings: Settings | None = None) -> System:
     if secrets is None:
         log.warning("no LUNAMAIL_MASTER_KEY_SECRET: each container makes its own master key")
     configuration_set = _setting(settings, "ses_configuration_set") or None
+    settings = replace(settings, store="dynamodb")
     return bootstrap(
-        replace(settings, store="dynamodb"),
+        settings,
         blobs=S3Blobs(bucket, endpoint_url=endpoint, region=region),
         queue=SqsQueue(
             prefix=sqs_prefix(settings),
@@ -89,7 +90,8 @@ def build_system(settings: Settings | None = None) -> System:
         secrets=secrets,
         mailer=LazyMailer(
             lambda: SesMailer(
-                endpoint_url=endpoint, region=region, configuration_set=configuration_set
+                endpoint_url=endpoint, region=region, configuration_set=configuration_set,
+                pacer=build_pacer(settings),  # one schedule for every sender function
             )
         ),
     )

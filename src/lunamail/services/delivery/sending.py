@@ -10,6 +10,7 @@ committed.
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -31,6 +32,13 @@ from lunamail.services.delivery.planning import check_progress, load_meta, park
 from lunamail.services.delivery.prepare import prepared_campaign
 
 GROUP = 48  # outcomes per commit: small enough to bound a crash's resends, big enough to be cheap
+# A "slow down" (421/454: provider throttling, SES sending paused) is about the sender, not
+# the recipient: it never counts towards the recipient's retry limit (each record counts its
+# own real deferrals in ``attempts``, its slow-downs in ``slowed``).  Slowed recipients are
+# retried in a batch of their own after SLOW_DELAY seconds (or defer_base_delay when shorter),
+# doubling per slowed round up to SLOW_MAX_DELAY; the pacer has lowered the rate meanwhile.
+SLOW_DELAY = 5.0
+SLOW_MAX_DELAY = 900.0
 
 
 class Recorder:
@@ -43,7 +51,7 @@ class Recorder:
         self._prev = previous
         self._lock = threading.Lock()
         self._pending: list[SendResult] = []
-        self._give_up = msg.attempt + 1 >= max(1, deps.settings.defer_max_attempts)
+        self._max_attempts = max(1, deps.settings.defer_max_attempts)
         self._stats_pk = keys.campaign_pk(msg.account, msg.campaign)
         self._stats_sk = keys.stats_sk(msg.batch)
         self.throttled = 0
@@ -66,19 +74,22 @@ class Recorder:
     def _op(self, r: SendResult, now: float) -> tuple[Update, dict[str, int]]:
         email = str(r.ref)
         pk, sk = keys.record_key(self._msg.account, self._msg.campaign, email)
-        was_deferred = bool(self._prev.get(email, {}).get("deferred"))
+        prev = self._prev.get(email, {})
+        was_deferred = bool(prev.get("deferred"))
+        attempts = int(prev.get("attempts") or 0) + 1
         outcome = r.outcome
         reply = r.reply[:500]
-        if outcome == "deferred" and self._give_up:
+        slow = r.throttled
+        if outcome == "deferred" and not slow and attempts >= self._max_attempts:
             outcome = "failed"
-            reply = f"deferred {self._msg.attempt + 1} times; last reply: {reply}"
+            reply = f"deferred {attempts} times; last reply: {reply}"
         adds = {"sent": 0, "failed": 0, "deferred": 0}
         if outcome == "deferred":
             fields: dict[str, Any] = {"status": "deferred", "deferred": True, "dby": self._msg.batch,
-                                      "code": r.code, "reply": reply, "at": now}
+                                      "code": r.code, "reply": reply, "at": now, "slow": slow}
             if not was_deferred:
                 adds["deferred"] = 1
-            return Update(pk, sk, set=fields, add={"attempts": 1},
+            return Update(pk, sk, set=fields, add={"slowed" if slow else "attempts": 1},
                           condition=attr_equals(final=False)), adds
         fields = {"status": outcome, "final": True, "by": self._msg.batch, "code": r.code,
                   "at": now, "deferred": False}
@@ -196,6 +207,8 @@ def summarise(
     sent_emails: list[str] = []
     failures: list[dict[str, Any]] = []
     retry: list[dict[str, Any]] = []
+    slowed: list[dict[str, Any]] = []
+    tries, slow_rounds = 1 << 30, 1 << 30
     for r, rec in zip(recipients, deps.store.get_many(record_keys), strict=True):
         if rec is None:
             continue
@@ -207,18 +220,42 @@ def summarise(
                 failed += 1
                 if len(failures) < 100:
                     failures.append({"email": r["email"], "code": rec.get("code"), "reply": rec.get("reply", "")})
+        elif rec.get("dby") == msg.batch and not rec.get("final") and rec.get("slow"):
+            slowed.append(r)
+            slow_rounds = min(slow_rounds, int(rec.get("slowed") or 1))
         elif rec.get("dby") == msg.batch and not rec.get("final"):
             retry.append(r)
+            tries = min(tries, int(rec.get("attempts") or 1))
     now = deps.clock.now()
     out: list[Message | Later] = [
         BatchSent(account=msg.account, campaign=msg.campaign, batch=msg.batch, attempt=msg.attempt,
-                  sent=sent, deferred=len(retry), failed=failed, at=now, failures=tuple(failures),
+                  sent=sent, deferred=len(retry) + len(slowed), failed=failed, at=now, failures=tuple(failures),
                   sent_emails=tuple(sent_emails))
     ]
+    # Every retry batch has a higher attempt than its parent (the reports count a batch
+    # with attempt > 0 as holding earlier deferrals); the delay follows the recipients' own
+    # counts, so slowed rounds neither push real deferrals towards their limit nor lengthen
+    # their backoff.
     if retry:
-        delay = min(deps.settings.defer_base_delay * (2 ** msg.attempt), 6 * 3600.0)
+        delay = min(deps.settings.defer_base_delay * (2 ** min(tries - 1, 20)), 6 * 3600.0)
         out.append(Later(SendBatch(account=msg.account, campaign=msg.campaign,
-                                   batch=f"{msg.batch.split('.r')[0]}.r{msg.attempt + 1}",
+                                   batch=retried(msg.batch, msg.attempt + 1),
                                    recipients=tuple(retry), attempt=msg.attempt + 1), delay))
+    if slowed:
+        base = min(SLOW_DELAY, deps.settings.defer_base_delay)
+        delay = min(base * 2 ** min(slow_rounds - 1, 20), SLOW_MAX_DELAY)
+        out.append(Later(SendBatch(account=msg.account, campaign=msg.campaign,
+                                   batch=retried(msg.batch, msg.attempt + 1) + "s",
+                                   recipients=tuple(slowed), attempt=msg.attempt + 1), delay))
     out += check_progress(deps, msg.account, msg.campaign)
     return out
+
+
+_RETRIED = re.compile(r"\.r\d+$")
+
+
+def retried(batch: str, attempt: int) -> str:
+    """The id of a batch's retry: ``3-0`` -> ``3-0.r1`` -> ``3-0.r2``; its slowed-down part
+    gets an ``s``: ``3-0.r1s`` -> ``3-0.r1s.r2`` (unique whatever the history: a batch's
+    attempt is the number after its last ``.r``)."""
+    return f"{_RETRIED.sub('', batch)}.r{attempt}"
