@@ -1,4 +1,5 @@
-"""The whole suite: the hostile-input figure sheet (tests/hostile/sheet.py), printed at the end."""
+"""The whole suite: hypothesis without per-example deadlines, and the hostile-input figure
+sheet (tests/hostile/sheet.py) printed at the end."""
 
 from __future__ import annotations
 
@@ -7,8 +8,14 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.hostile import sheet
+
+# The suite shares two cores with its servers and subprocesses: a per-example
+# deadline only measures how busy the machine is, so no property test gets one.
+settings.register_profile("lunamail", deadline=None)
+settings.load_profile("lunamail")
 
 
 def pytest_configure(config: pytest.Config) -> None:
