@@ -90,3 +90,29 @@ def test_unlock(cli: CliRunner) -> None:
     assert out["sending"] == "active" and out["changed"] is True
     assert run_json(cli, "accounts", "unlock", "default")["changed"] is False
     assert cli.invoke(app, ["accounts", "unlock", "ghost"]).exit_code != 0
+
+
+def test_init_creates_the_owner_with_a_link_and_users_commands_manage_roles(cli: CliRunner) -> None:
+    from lunamail.app import signin
+
+    first = run_json(cli, "init", "--owner", "Boss@Example.com")
+    assert first["owner"] == "Boss@Example.com" and "/login/link/" in first["set_password_link"]
+    assert run_json(cli, "init")["set_password_link"] is None  # the owner exists: no new link
+    deps = get_app().deps
+    token = first["set_password_link"].rsplit("/", 1)[1]
+    assert signin.set_password_with_link(deps, token, "a long password", client="t").user.role == "owner"
+
+    added = run_json(cli, "users", "add", "ed@example.com", "--role", "editor", "--name", "Ed")
+    assert added["role"] == "editor" and added["set_password_link"]
+    assert run_json(cli, "users", "role", "ed@example.com", "sender")["role"] == "sender"
+    listed = run_json(cli, "users", "ls")
+    assert {u["email"]: u["role"] for u in listed["items"]} == {"boss@example.com": "owner",
+                                                                "ed@example.com": "sender"}
+    assert run_json(cli, "users", "link", "ed@example.com")["set_password_link"] != added["set_password_link"]
+    bad = cli.invoke(app, ["users", "role", "ed@example.com", "root", "--json"])
+    assert bad.exit_code == 1 and "unknown role" in bad.stdout
+    last = cli.invoke(app, ["users", "rm", "boss@example.com", "--json"])
+    assert last.exit_code == 1 and "last owner" in last.stdout
+    assert run_json(cli, "users", "rm", "ed@example.com")["removed"] is True
+    key = run_json(cli, "keys", "create", "--role", "viewer")
+    assert key["role"] == "viewer" and accounts.authenticate_key(deps, key["api_key"]) == ("default", "viewer")

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from lunamail.domain.accounts import DEFAULT_ACCOUNT, Account, ApiKey
 from lunamail.ports.deps import Deps
 from lunamail.services.accounts import api as accounts_api
+from lunamail.services.accounts import users as account_users
 from lunamail.services.accounts.errors import Conflict as AccountConflict
 from lunamail.services.accounts.errors import NotFound as AccountNotFound
 
 from .base import Actor, Emitted, Env, Page, Permission, command, query
 from .errors import NotFound
+from .users import invite
 
 _KNOWN_SHOWN = 20  # how many known ids an unknown-account error lists
 
@@ -27,6 +29,8 @@ class Initialised:
     account: str
     created: bool  # False when the default account existed already
     api_key: str | None  # the new key's secret (shown once), if one was issued
+    owner: str | None = None  # the owner made now, if the account had none
+    owner_link: str | None = None  # their one-time link to set a password
 
 
 @dataclass(frozen=True)
@@ -56,9 +60,11 @@ def actor(env: Env, account: str, *, role: str = "owner") -> Actor:
     raise NotFound(f"account {ref!r} not found; known: {ids}", {"account": ref})
 
 
-def initialise(env: Env, *, new_key: bool = False) -> Initialised:
+def initialise(env: Env, *, new_key: bool = False, owner: str | None = None) -> Initialised:
     """Create the ``default`` account and its first key (idempotent; ``new_key`` issues
-    another).  Not a use case of an actor: it makes the first one."""
+    another) and, when ``owner`` is given and the account has no owner yet, the owner
+    with a one-time link to set their password.  Not a use case of an actor: it makes
+    the first one."""
     created = True
     try:
         accounts_api.create_account(env.deps, "Default", account_id=DEFAULT_ACCOUNT)
@@ -67,8 +73,11 @@ def initialise(env: Env, *, new_key: bool = False) -> Initialised:
     secret: str | None = None
     if created or new_key:
         label = "init" if created else "init --new-key"
-        secret = accounts_api.create_api_key(env.deps, DEFAULT_ACCOUNT, label).secret
-    return Initialised(DEFAULT_ACCOUNT, created, secret)
+        secret = accounts_api.create_api_key(env.deps, DEFAULT_ACCOUNT, label, role="owner").secret
+    link: str | None = None
+    if owner and not any(u.role == "owner" for u in account_users.list_users(env.deps, DEFAULT_ACCOUNT)):
+        link = invite(env.deps, DEFAULT_ACCOUNT, owner, "owner").link
+    return Initialised(DEFAULT_ACCOUNT, created, secret, owner if link else None, link)
 
 
 @query()
@@ -103,8 +112,11 @@ class NewKey:
 
 
 @command(Permission.ADMIN)
-def create_key(env: Env, actor: Actor, *, label: str = "") -> Emitted[NewKey]:
-    issued = accounts_api.create_api_key(env.deps, actor.account, label)
+def create_key(env: Env, actor: Actor, *, label: str = "", role: str = "admin") -> Emitted[NewKey]:
+    """A key acting with ``role`` (only owners make owner keys)."""
+    if role == "owner":
+        actor.require(Permission.OWN)
+    issued = accounts_api.create_api_key(env.deps, actor.account, label, role=role)
     return Emitted(NewKey(issued.key, issued.secret))
 
 

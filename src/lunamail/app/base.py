@@ -3,9 +3,8 @@
 * :class:`Env` — the dependencies and ``publish`` (the bus locally, SQS on AWS, a
   recorder in tests).
 * :class:`Actor` — who acts: the account (always checked to exist by the door
-  that builds it) and a role.  Today every actor is an ``owner``; the role table
-  below is the hook where narrower roles (viewer, editor, ...) get their
-  permissions.
+  that builds it) and a role (of the API key, the signed-in user, or ``owner`` for
+  the CLI); :data:`ROLES` says what each role may do.
 * ``@command(permission)`` — a use case that changes something.  Its body returns
   ``Emitted(result, messages)``; the decorator checks the permission, publishes the
   messages only after the body succeeded, and hands back the bare result.  This is
@@ -48,12 +47,19 @@ class Permission(StrEnum):
     AUDIENCE = "audience"  # change lists, subscribers, suppressions, imports
     CAMPAIGNS = "campaigns"  # write drafts, preview, test
     SEND = "send"  # send, schedule, pause, resume, cancel, resend
-    ADMIN = "admin"  # keys, accounts, guard thresholds, dead letters
+    ADMIN = "admin"  # users, keys, accounts, guard thresholds, dead letters
+    OWN = "own"  # make and remove owners
 
 
-#: Role -> what it may do.  Only ``owner`` exists today; a new role is one line here.
+_WRITE = frozenset({Permission.READ, Permission.AUDIENCE, Permission.CAMPAIGNS})
+
+#: Role -> what it may do (the roles are ``lunamail.domain.accounts.ROLES``).
 ROLES: dict[str, frozenset[Permission]] = {
     "owner": frozenset(Permission),
+    "admin": frozenset(Permission) - {Permission.OWN},
+    "sender": _WRITE | {Permission.SEND},
+    "editor": _WRITE,
+    "viewer": frozenset({Permission.READ}),
 }
 
 
@@ -64,6 +70,9 @@ class Actor:
 
     account: str
     role: str = "owner"
+
+    def can(self, permission: Permission | str) -> bool:
+        return Permission(permission) in ROLES.get(self.role, frozenset())
 
     def require(self, permission: Permission) -> None:
         if permission not in ROLES.get(self.role, frozenset()):

@@ -49,6 +49,7 @@ ERROR_CLASSES: dict[str, str] = {
     "InvalidTemplate": "invalid_template",
     "Forbidden": "forbidden",
     "NotInitialised": "not_initialised",
+    "TooManyRequests": "too_many_requests",
 }
 
 

@@ -71,6 +71,7 @@ class ApiKey:
     label: str
     created_at: float
     revoked_at: float | None = None
+    role: str = "owner"  # keys issued before roles existed act as owners
 
     @property
     def active(self) -> bool:
@@ -81,6 +82,7 @@ class ApiKey:
             "prefix": self.prefix,
             "account": self.account,
             "label": self.label,
+            "role": self.role,
             "created_at": self.created_at,
             "revoked_at": self.revoked_at,
             "active": self.active,
@@ -131,3 +133,45 @@ class AccountSendingUnlocked(Event):
     """An operator lifted the lock; sending may resume."""
 
     at: float = 0.0
+
+
+# ---------------------------------------------------------------- users and roles
+
+# What each role may do is the application layer's table (lunamail.app.base.ROLES).
+Role = Literal["owner", "admin", "sender", "editor", "viewer"]
+ROLES: tuple[Role, ...] = ("owner", "admin", "sender", "editor", "viewer")
+# What a key issued before roles existed acts as: it could do everything, so it still can.
+LEGACY_KEY_ROLE: Role = "owner"
+
+MAX_EMAIL = 320
+MIN_PASSWORD = 10
+MAX_PASSWORD = 1000  # argon2 takes any length; a bound keeps hostile input cheap
+
+
+def valid_role(value: str) -> bool:
+    return value in ROLES
+
+
+@dataclass(frozen=True)
+class User:
+    """A person who signs in to an account's console.  Identified by e-mail address,
+    which is unique across the installation (sign-in starts from the address alone)."""
+
+    email: str
+    account: str
+    role: Role
+    name: str = ""
+    created_at: float = 0.0
+    has_password: bool = False
+    locked_until: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "email": self.email,
+            "account": self.account,
+            "role": self.role,
+            "name": self.name,
+            "created_at": self.created_at,
+            "has_password": self.has_password,
+            "locked_until": self.locked_until,
+        }

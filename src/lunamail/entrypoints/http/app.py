@@ -27,6 +27,7 @@ from lunamail.entrypoints.http import (
     routes_suppressions,
     routes_tracking,
     routes_uploads,
+    routes_users,
 )
 from lunamail.entrypoints.http.auth import require_account
 from lunamail.entrypoints.http.context import ApiContext, Publish
@@ -44,6 +45,7 @@ V1_ROUTERS: list[APIRouter] = [
     routes_imports.router,
     routes_campaigns.router,
     routes_reports.router,
+    routes_users.router,
 ]
 # Routers outside /v1 that authorise requests their own way (signed URLs).
 PUBLIC_ROUTERS: list[APIRouter] = [routes_uploads.router, routes_tracking.router]

@@ -2,7 +2,8 @@
 
 No route takes an account from the URL or body, so a key of one account can
 never name another account's data; every service call is scoped by the
-account returned here.
+account returned here.  The key's role (a scoped key) is the actor's role, so the
+use cases refuse with 403 what the key may not do.
 """
 
 from __future__ import annotations
@@ -24,25 +25,26 @@ bearer = HTTPBearer(
 )
 
 
-def require_account(
+def acting_actor(
     ctx: Ctx, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> str:
-    """The caller's account id, or 401 (one message for every failure: no oracle)."""
+) -> Actor:
+    """The actor of a request: the account and role of its verified key, or 401 (one
+    message for every failure: no oracle)."""
     if creds is None or not creds.credentials:
         raise ApiError(401, "unauthorized", "missing API key: send 'Authorization: Bearer <key>'")
-    account = accounts.authenticate(ctx.deps, creds.credentials.strip())
-    if account is None:
+    found = accounts.authenticate_key(ctx.deps, creds.credentials.strip())
+    if found is None:
         raise ApiError(401, "unauthorized", "invalid or revoked API key")
-    return account
-
-
-AccountId = Annotated[str, Depends(require_account)]
-
-
-def acting_actor(account: AccountId) -> Actor:
-    """The actor of a request: the account of its verified key (every key is an owner's today)."""
-    return Actor(account)
+    account, role = found
+    return Actor(account, role)
 
 
 Acting = Annotated[Actor, Depends(acting_actor)]
 
+
+def require_account(actor: Acting) -> str:
+    """The caller's account id (routes that only read and call a service by account)."""
+    return actor.account
+
+
+AccountId = Annotated[str, Depends(require_account)]

@@ -23,6 +23,7 @@ from lunamail.domain.accounts import (
     API_KEY_PREFIX,
     DEFAULT_ACCOUNT,
     DISPLAY_PREFIX_LEN,
+    LEGACY_KEY_ROLE,
     MAX_LABEL,
     MAX_NAME,
     SENDING_ACTIVE,
@@ -33,6 +34,7 @@ from lunamail.domain.accounts import (
     ApiKey,
     IssuedKey,
     valid_account_id,
+    valid_role,
 )
 from lunamail.domain.messages import Event
 from lunamail.ports.deps import Deps
@@ -51,6 +53,7 @@ from lunamail.services.accounts.errors import Conflict, InvalidInput, NotFound
 __all__ = [
     "DEFAULT_ACCOUNT",
     "authenticate",
+    "authenticate_key",
     "create_account",
     "create_api_key",
     "get_account",
@@ -103,6 +106,7 @@ def _key_from(item: Item) -> ApiKey:
         label=item.get("label", ""),
         created_at=float(item.get("created_at", 0.0)),
         revoked_at=item.get("revoked_at"),
+        role=str(item.get("role") or LEGACY_KEY_ROLE),
     )
 
 
@@ -214,19 +218,23 @@ def unlock_sending(deps: Deps, account: str) -> list[Event]:
 # ---------------------------------------------------------------- API keys
 
 
-def create_api_key(deps: Deps, account: str, label: str = "") -> IssuedKey:
-    """Issue a key for the account.  The plaintext is in the result only; the store keeps
-    its SHA-256, the label, the time and a short display prefix."""
+def create_api_key(deps: Deps, account: str, label: str = "", role: str = "admin") -> IssuedKey:
+    """Issue a key for the account, acting with ``role``.  The plaintext is in the result
+    only; the store keeps its SHA-256, the label, the role, the time and a short display
+    prefix."""
     label = (label or "").strip()
     if len(label) > MAX_LABEL:
         raise InvalidInput(f"label must be at most {MAX_LABEL} characters", details={"field": "label"})
+    if not valid_role(role):
+        raise InvalidInput(f"unknown role {role!r}", details={"field": "role", "value": role})
     get_account(deps, account)  # NotFound for an unknown account
     now = deps.clock.now()
     for _ in range(5):  # a display-prefix collision is ~2^-48; retrying is cheap insurance
         secret = API_KEY_PREFIX + secrets.token_urlsafe(_KEY_BYTES)
         prefix = secret[:DISPLAY_PREFIX_LEN]
         digest = hash_key(secret)
-        meta = {"prefix": prefix, "account": account, "label": label, "created_at": now, "revoked_at": None}
+        meta = {"prefix": prefix, "account": account, "label": label, "role": role,
+                "created_at": now, "revoked_at": None}
         try:
             deps.store.transact(
                 [
@@ -289,6 +297,13 @@ def revoke_api_key(deps: Deps, account: str, prefix: str) -> ApiKey:
 def authenticate(deps: Deps, key: str | None) -> str | None:
     """The account id a key belongs to, or None for a missing, malformed, unknown or
     revoked key.  Callers learn nothing about why, on purpose."""
+    found = authenticate_key(deps, key)
+    return found[0] if found else None
+
+
+def authenticate_key(deps: Deps, key: str | None) -> tuple[str, str] | None:
+    """(account id, role) of a valid key, or None like :func:`authenticate`.  Keys issued
+    before roles existed act as owners, so nothing that worked stops working."""
     if not key or not key.startswith(API_KEY_PREFIX) or len(key) > 256:
         return None
     digest = hash_key(key)
@@ -302,4 +317,6 @@ def authenticate(deps: Deps, key: str | None) -> str | None:
     if item.get("revoked_at") is not None:
         return None
     account = item.get("account")
-    return str(account) if account else None
+    if not account:
+        return None
+    return str(account), str(item.get("role") or LEGACY_KEY_ROLE)

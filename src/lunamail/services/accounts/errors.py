@@ -31,3 +31,19 @@ class Conflict(AccountsError):
 
 class InvalidInput(AccountsError):
     code = "invalid_input"
+
+
+class SignInRefused(AccountsError):
+    """Wrong address or password, or an expired or used link: one message for all, on purpose."""
+
+    code = "sign_in_refused"
+
+
+class LockedOut(AccountsError):
+    """Too many failed sign-ins for this address; it opens again at ``details["until"]``."""
+
+    code = "locked_out"
+
+
+class TooManyRequests(AccountsError):
+    code = "too_many_requests"
