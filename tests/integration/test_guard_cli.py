@@ -14,6 +14,8 @@ from lunamail.domain.delivery import BatchSent
 from lunamail.domain.feedback import Bounced
 from lunamail.entrypoints.cli import guard_cmds
 from lunamail.entrypoints.cli.context import close_apps, get_app
+from lunamail.runtime.bootstrap import bootstrap_in
+from lunamail.services.accounts import api as accounts
 from lunamail.services.guard import handlers
 
 ACCT = "acme"
@@ -30,6 +32,8 @@ def app() -> typer.Typer:
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("LUNAMAIL_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("LUNAMAIL_ACCOUNT", ACCT)
+    with bootstrap_in(tmp_path / "data") as system:  # the account must exist to act for it
+        accounts.create_account(system.deps, "Acme", account_id=ACCT)
     yield tmp_path / "data"
     close_apps()
 

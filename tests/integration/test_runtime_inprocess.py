@@ -53,7 +53,7 @@ def test_always_failing_handler_is_dead_lettered_listed_and_replayed(system: Sys
 
     code, out = _cli(d, "dlq", "ls", "--json")
     assert code == 0
-    [entry] = orjson.loads(out)["dead_letters"]
+    [entry] = orjson.loads(out)["items"]
     assert entry["queue"] == queue_name(fx.doomed)
     assert entry["message"] == "runtime_test.Doomed"
     assert entry["account"] == "acc"

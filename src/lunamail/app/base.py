@@ -24,6 +24,7 @@ from typing import Concatenate, Generic, ParamSpec, TypeVar
 
 from lunamail.domain.messages import Later, Message
 from lunamail.ports.deps import Deps
+from lunamail.ports.queue import Queue
 
 from .errors import Forbidden
 
@@ -40,6 +41,7 @@ class Env:
 
     deps: Deps
     publish: Publish
+    queue: Queue | None = None  # for the dead-letter use cases; a door without one refuses them
 
 
 class Permission(StrEnum):
@@ -70,6 +72,9 @@ class Actor:
 
     account: str
     role: str = "owner"
+    #: True for whoever holds the whole installation (the CLI on the data folder): sees
+    #: installation-wide things (every account's dead letters) on top of its role.
+    installation: bool = False
 
     def can(self, permission: Permission | str) -> bool:
         return Permission(permission) in ROLES.get(self.role, frozenset())

@@ -35,6 +35,7 @@ CODES: dict[str, Code] = {
     "pre_send_check_failed": Code(422, "the campaign cannot be sent; details.reasons say why"),
     "not_initialised": Code(409, "the data folder was never set up (run lunamail init)"),
     "usage_error": Code(400, "the command line is wrong (CLI only)"),
+    "invalid_settings": Code(500, "a setting is unknown or wrong; the message names it"),
     "too_many_requests": Code(429, "slow down"),
     "internal_error": Code(500, "an unexpected error; the log has it"),
 }

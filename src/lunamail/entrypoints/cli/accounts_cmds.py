@@ -20,12 +20,9 @@ from lunamail.entrypoints.cli.common import (
     console,
     err_console,
     errors,
-    fail,
     print_json,
 )
-from lunamail.entrypoints.cli.context import ACCOUNT_OPTION, current_account, door, env_of, get_app
-from lunamail.services.accounts import api as accounts
-from lunamail.services.accounts.errors import AccountsError
+from lunamail.entrypoints.cli.context import ACCOUNT_OPTION, door, env_of, get_app, operator
 
 DEFAULT_OWNER = "owner@example.com"
 ROLE_HELP = "owner, admin, sender, editor or viewer"
@@ -33,8 +30,6 @@ ROLE_HELP = "owner, admin, sender, editor or viewer"
 def _when(ts: float | None) -> str:
     return "" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
-def _fail(exc: AccountsError, as_json: bool) -> None:
-    fail(exc.message, as_json=as_json, details=exc.details or None)
 
 def _show_secret(secret: str) -> None:
     console.print(f"API key: [bold]{secret}[/]")
@@ -47,7 +42,7 @@ def init(
 ) -> None:
     """Create the data folder, the "default" account, its first API key and its owner
     (with a one-time link to set the password); idempotent."""
-    system = get_app(as_json=as_json)
+    system = get_app(as_json=as_json, initialising=True)
     with errors(as_json):
         done = app_accounts.initialise(env_of(system), new_key=new_key, owner=owner)
     data_dir = str(system.settings.data_dir.resolve())
@@ -78,16 +73,18 @@ accounts_app = typer.Typer(help="Accounts (tenants): every list and campaign bel
 @accounts_app.command("ls")
 def accounts_ls(as_json: bool = JSON_OPTION) -> None:
     """List accounts with their sending state."""
-    deps = get_app(as_json=as_json).deps
+    _system, env, actor = operator(as_json=as_json)
     found: list[dict[str, Any]] = []
     cursor: str | None = None
-    while True:
-        page, cursor = accounts.list_accounts(deps, cursor=cursor)
-        found.extend(a.to_dict() for a in page)
-        if cursor is None:
-            break
+    with errors(as_json):
+        while True:
+            page = app_accounts.list_accounts(env, actor, cursor=cursor)
+            found.extend(a.to_dict() for a in page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
     if as_json:
-        print_json({"items": found})
+        print_json({"items": found, "next_cursor": None})
         return
     table = Table("id", "name", "sending", "reason", "created")
     for a in found:
@@ -101,12 +98,9 @@ def accounts_create(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create an account (no key yet: `lunamail keys create --account ID`)."""
-    deps = get_app(as_json=as_json).deps
-    try:
-        acct = accounts.create_account(deps, name, account_id=account_id)
-    except AccountsError as e:
-        _fail(e, as_json)
-        return
+    _system, env, actor = operator(as_json=as_json)
+    with errors(as_json):
+        acct = app_accounts.create_account(env, actor, name, account_id=account_id)
     if as_json:
         print_json(acct.to_dict())
     else:
@@ -118,18 +112,12 @@ def accounts_unlock(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Lift a sending lock set by the reputation guard (after fixing the cause)."""
-    system = get_app(as_json=as_json)
-    try:
-        events = accounts.unlock_sending(system.deps, account_id)
-        acct = accounts.get_account(system.deps, account_id)
-    except AccountsError as e:
-        _fail(e, as_json)
-        return
-    if events:
-        system.bus.publish(events)
+    _system, env, actor = operator(as_json=as_json)
+    with errors(as_json):
+        done = app_accounts.unlock(env, actor, app_accounts.actor(env, account_id).account)
     if as_json:
-        print_json({**acct.to_dict(), "changed": bool(events)})
-    elif events:
+        print_json({**done.account.to_dict(), "changed": done.changed})
+    elif done.changed:
         console.print(f"Account [bold]{account_id}[/] may send again.")
     else:
         console.print(f"Account [bold]{account_id}[/] was not locked.")
@@ -146,13 +134,10 @@ def keys_create(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Issue a key; its secret is printed this once."""
-    acct = current_account(account)
-    deps = get_app(as_json=as_json).deps
-    try:
-        issued = accounts.create_api_key(deps, acct, label, role=role)
-    except AccountsError as e:
-        _fail(e, as_json)
-        return
+    _system, env, actor = door(account, as_json=as_json)
+    acct = actor.account
+    with errors(as_json):
+        issued = app_accounts.create_key(env, actor, label=label, role=role)
     if as_json:
         print_json({**issued.key.to_dict(), "api_key": issued.secret})
     else:
@@ -166,10 +151,12 @@ def keys_ls(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List an account's keys (prefix, label, dates; never a secret)."""
-    acct = current_account(account)
-    keys = accounts.list_api_keys(get_app(as_json=as_json).deps, acct, include_revoked=show_all)
+    _system, env, actor = door(account, as_json=as_json)
+    acct = actor.account
+    with errors(as_json):
+        keys = app_accounts.list_keys(env, actor, include_revoked=show_all)
     if as_json:
-        print_json({"account": acct, "items": [k.to_dict() for k in keys]})
+        print_json({"account": acct, "items": [k.to_dict() for k in keys], "next_cursor": None})
         return
     table = Table("prefix", "label", "role", "created", "revoked")
     for k in keys:
@@ -183,12 +170,9 @@ def keys_revoke(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Revoke a key at once; requests with it get 401 from then on."""
-    acct = current_account(account)
-    try:
-        key = accounts.revoke_api_key(get_app(as_json=as_json).deps, acct, prefix)
-    except AccountsError as e:
-        _fail(e, as_json)
-        return
+    _system, env, actor = door(account, as_json=as_json)
+    with errors(as_json):
+        key = app_accounts.revoke_key(env, actor, prefix)
     if as_json:
         print_json(key.to_dict())
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+from dataclasses import replace
 
 import typer
 
@@ -17,8 +18,8 @@ from lunamail.app import accounts
 from lunamail.app.base import Actor, Env
 from lunamail.config import ConfigError, Settings
 from lunamail.domain.accounts import DEFAULT_ACCOUNT
-from lunamail.entrypoints.cli.common import errors, fail
-from lunamail.runtime.bootstrap import System, bootstrap
+from lunamail.entrypoints.cli.common import EXIT_USAGE, errors, fail
+from lunamail.runtime.bootstrap import SYSTEM_ACCOUNT, System, bootstrap
 
 ACCOUNT_ENV = "LUNAMAIL_ACCOUNT"
 
@@ -38,16 +39,34 @@ def _env_key() -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("LUNAMAIL_")))
 
 
-def get_app(*, as_json: bool = False) -> System:
-    """The system for the current settings, bootstrapped once per process (closed at exit)."""
+def initialised(settings: Settings) -> bool:
+    """Whether ``lunamail init`` (or anything that opened the store) ran on the data folder.
+    Only a local store lives in the folder; a shared one (DynamoDB) is always "there"."""
+    return settings.store != "sqlite" or settings.db_path.exists()
+
+
+def get_app(*, as_json: bool = False, initialising: bool = False) -> System:
+    """The system for the current settings, bootstrapped once per process (closed at exit).
+    A folder that was never initialised is refused (and not created) unless ``initialising``."""
     key = _env_key()
     with _lock:
         system = _systems.get(key)
         if system is None:
             try:
-                system = bootstrap(Settings.load())
+                settings = Settings.load()
             except ConfigError as e:
-                fail(str(e), as_json=as_json)
+                fail(str(e), as_json=as_json, exit_code=EXIT_USAGE, code="invalid_settings")
+            if not initialising and not initialised(settings):
+                where = settings.data_dir.resolve()
+                fail(
+                    f"no Lunamail data in {where}: run `lunamail init` first "
+                    f"(or set LUNAMAIL_DATA_DIR to an initialised folder)",
+                    as_json=as_json, code="not_initialised", details={"data_dir": str(where)},
+                )  # fmt: skip
+            try:
+                system = bootstrap(settings)
+            except ConfigError as e:
+                fail(str(e), as_json=as_json, code="invalid_settings")
             _systems[key] = system
         return system
 
@@ -72,13 +91,20 @@ def current_account(explicit: str | None = None) -> str:
 
 def env_of(system: System) -> Env:
     """What the application layer's use cases run with in this process."""
-    return Env(system.deps, system.bus.publish)
+    return Env(system.deps, system.bus.publish, system.queue)
 
 
 def door(account: str | None, *, as_json: bool = False) -> tuple[System, Env, Actor]:
-    """The system, its Env and the actor for ``--account`` (an unknown account fails)."""
+    """The system, its Env and the actor for ``--account`` (an unknown account fails).
+    Whoever runs the CLI on the data folder holds all of it: the installation's operator."""
     system = get_app(as_json=as_json)
     env = env_of(system)
     with errors(as_json):
-        actor = accounts.actor(env, current_account(account))
+        actor = replace(accounts.actor(env, current_account(account), role="owner"), installation=True)
     return system, env, actor
+
+
+def operator(*, as_json: bool = False) -> tuple[System, Env, Actor]:
+    """For installation-wide commands (accounts, dead letters): the operator, no account."""
+    system = get_app(as_json=as_json)
+    return system, env_of(system), Actor(SYSTEM_ACCOUNT, "owner", installation=True)

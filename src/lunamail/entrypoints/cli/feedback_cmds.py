@@ -9,20 +9,18 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from lunamail.entrypoints.cli.common import JSON_OPTION, console, fail, print_json
-from lunamail.entrypoints.cli.context import ACCOUNT_OPTION, current_account, get_app
+from lunamail.app import feedback
+from lunamail.app.errors import describe
+from lunamail.entrypoints.cli.common import JSON_OPTION, console, errors, fail, print_json
+from lunamail.entrypoints.cli.context import ACCOUNT_OPTION, door
 from lunamail.runtime.presence import workers_running
-from lunamail.services.feedback import handlers as feedback_handlers
-from lunamail.services.feedback import ingest
-from lunamail.services.feedback.dsn import classify
 
 feedback_app = typer.Typer(
     help="Feedback mail: bounces, complaints (ARF) and auto-replies.",
     no_args_is_help=True,
 )
 
-# Refuse files far beyond any real feedback message rather than read them whole.
-_MAX_FILE = 64 * 1024 * 1024
+_MAX_FILE = feedback.MAX_MESSAGE_BYTES  # refuse larger files before reading them
 
 
 @feedback_app.command("parse")
@@ -43,8 +41,8 @@ def parse_cmd(
         raw = file.read_bytes()
     except OSError as exc:
         fail(f"{file}: cannot read: {exc.strerror or exc}", as_json=as_json)
-    result = classify(raw, envelope_to=envelope_to or None)
-    doc = result.to_dict()
+    with errors(as_json):
+        doc = feedback.parse(raw, envelope_to=envelope_to or None)
     if as_json:
         print_json(doc)
         return
@@ -67,36 +65,13 @@ def parse_cmd(
             console.print(f"  {name:<20} {value}", markup=False, highlight=False, soft_wrap=True)
 
 
-def _event_view(msg: Any) -> dict[str, Any]:
-    body = msg.to_dict()["body"]
-    keep = ("email", "campaign", "bounce_type", "status", "feedback_type")
-    return {"name": msg.NAME, **{k: body[k] for k in keep if body.get(k) is not None}}
-
-
-def _ingest_one(system: Any, account: str, file: Path, envelope_to: str | None) -> dict[str, Any]:
-    """Store, classify and publish one file; the per-file document the command prints."""
+def _ingest_one(env: Any, actor: Any, file: Path, envelope_to: str | None) -> dict[str, Any]:
+    """Store, classify and emit one file; the per-file document the command prints."""
     size = file.stat().st_size
     if size > _MAX_FILE:
         raise ValueError(f"{size} bytes is too large for a feedback message")
-    cmd = ingest.store_raw(system.deps, account, file.read_bytes(), envelope_to)
-    before = ingest.ingest_record(system.deps, account, cmd.sha256)
-    duplicate = before is not None and before.get("status") == "done"
-    events = feedback_handlers.ingest_raw(cmd, system.deps)
-    if events:
-        system.bus.publish(events)
-    rec = ingest.ingest_record(system.deps, account, cmd.sha256) or {}
-    return {
-        "file": str(file),
-        "blob_key": cmd.blob_key,
-        "sha256": cmd.sha256,
-        "duplicate": duplicate,
-        "kind": rec.get("kind"),
-        "bounce_type": rec.get("bounce_type"),
-        "recipients": rec.get("recipients", []),
-        "campaign": rec.get("campaign", ""),
-        "verp": rec.get("verp"),
-        "events": [_event_view(e) for e in events],
-    }
+    out = feedback.ingest(env, actor, file.read_bytes(), envelope_to=envelope_to)
+    return {"file": str(file), **out.__dict__}
 
 
 @feedback_app.command("ingest")
@@ -112,18 +87,24 @@ def ingest_cmd(
 ) -> None:
     """Store each message raw, classify it, and publish its events (bounces and complaints
     then update the lists).  Ingesting the same bytes again changes nothing."""
-    system, acct = get_app(as_json=as_json), current_account(account)
+    system, env, actor = door(account, as_json=as_json)
     results: list[dict[str, Any]] = []
-    errors = 0
+    failed = 0
     for file in files:
         try:
-            results.append(_ingest_one(system, acct, file, envelope_to or None))
+            results.append(_ingest_one(env, actor, file, envelope_to or None))
         except OSError as exc:
-            errors += 1
+            failed += 1
             results.append({"file": str(file), "error": f"cannot read: {exc.strerror or exc}"})
         except ValueError as exc:
-            errors += 1
+            failed += 1
             results.append({"file": str(file), "error": str(exc)})
+        except Exception as exc:
+            problem = describe(exc)
+            if problem is None:
+                raise
+            failed += 1
+            results.append({"file": str(file), "error": problem.message, "code": problem.code})
     if any(r.get("events") for r in results) and not workers_running(system.settings):
         system.runtime().run_until_idle(timeout=120)  # the audience reactions, in this process
     counts: dict[str, int] = {}
@@ -133,7 +114,7 @@ def ingest_cmd(
     summary = {
         "files": len(results),
         "duplicates": sum(1 for r in results if r.get("duplicate")),
-        "errors": errors,
+        "errors": failed,
         "events": counts,
     }
     if as_json:
@@ -158,9 +139,9 @@ def ingest_cmd(
                 )
         console.print(
             f"{summary['files']} file(s), {sum(counts.values())} event(s), "
-            f"{summary['duplicates']} already ingested, {errors} error(s)"
+            f"{summary['duplicates']} already ingested, {failed} error(s)"
         )
-    if errors:
+    if failed:
         raise typer.Exit(1)
 
 

@@ -7,11 +7,10 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from lunamail.app import guard
 from lunamail.domain.guard import percent
-from lunamail.entrypoints.cli.common import JSON_OPTION, console, fail, print_json
-from lunamail.entrypoints.cli.context import ACCOUNT_OPTION, current_account, get_app
-from lunamail.services.guard import api as guard
-from lunamail.services.guard.errors import InvalidInput
+from lunamail.entrypoints.cli.common import JSON_OPTION, console, errors, print_json
+from lunamail.entrypoints.cli.context import ACCOUNT_OPTION, door
 
 app = typer.Typer(help="Reputation guard: bounce and complaint rates, score, thresholds.",
                   no_args_is_help=True)
@@ -24,12 +23,13 @@ def status(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """The account's reputation score, its rates over the window and why."""
-    acct = current_account(account)
-    deps = get_app(as_json=as_json).deps
-    doc = guard.score(deps, acct)
-    camp: dict[str, Any] | None = guard.campaign_status(deps, acct, campaign) if campaign else None
+    _system, env, actor = door(account, as_json=as_json)
+    acct = actor.account
+    with errors(as_json):
+        doc = guard.status(env, actor, campaign=campaign)
+    camp: dict[str, Any] | None = doc.get("campaign")
     if as_json:
-        print_json({**doc, "campaign": camp} if camp is not None else doc)
+        print_json(doc)
         return
     state = "[bold red]locked[/]" if doc["locked"] else "active"
     console.print(f"account [bold]{acct}[/]: score [bold]{doc['score']}[/]/100, sending {state}")
@@ -73,24 +73,15 @@ def thresholds(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show the guard's thresholds; with options, change them first."""
-    acct = current_account(account)
-    deps = get_app(as_json=as_json).deps
-    changes = {
-        "campaign_bounce": campaign_bounce, "campaign_complaint": campaign_complaint,
-        "account_bounce": account_bounce, "account_complaint": account_complaint,
-        "min_sample": min_sample, "window_hours": window_hours,
-    }  # fmt: skip
-    try:
-        if any(v is not None for v in changes.values()):
-            current = guard.set_thresholds(
-                deps, acct, campaign_bounce=campaign_bounce, campaign_complaint=campaign_complaint,
-                account_bounce=account_bounce, account_complaint=account_complaint,
-                min_sample=min_sample, window_hours=window_hours,
-            )  # fmt: skip
-        else:
-            current = guard.get_thresholds(deps, acct)
-    except InvalidInput as e:
-        fail(str(e), as_json=as_json, details={"fields": e.fields})
+    _system, env, actor = door(account, as_json=as_json)
+    acct = actor.account
+    changes = guard.ThresholdChanges(
+        campaign_bounce=campaign_bounce, campaign_complaint=campaign_complaint,
+        account_bounce=account_bounce, account_complaint=account_complaint,
+        min_sample=min_sample, window_hours=window_hours,
+    )  # fmt: skip
+    with errors(as_json):
+        current = guard.set_thresholds(env, actor, changes) if changes.any() else guard.thresholds(env, actor)
     doc = current.to_dict()
     if as_json:
         print_json({"account": acct, **doc})

@@ -13,11 +13,19 @@ from datetime import UTC, datetime
 import typer
 from rich.table import Column, Table
 
+from lunamail.app import runtime_ops
 from lunamail.config import ConfigError, Settings
-from lunamail.entrypoints.cli.common import JSON_OPTION, console, err_console, fail, print_json
-from lunamail.ports.queue import Queue
-from lunamail.runtime.bootstrap import System, bootstrap, open_queue
-from lunamail.runtime.dlq import list_dead_letters
+from lunamail.entrypoints.cli.common import (
+    EXIT_USAGE,
+    JSON_OPTION,
+    console,
+    err_console,
+    errors,
+    fail,
+    print_json,
+)
+from lunamail.entrypoints.cli.context import initialised, operator
+from lunamail.runtime.bootstrap import System, bootstrap
 from lunamail.runtime.presence import announce
 from lunamail.runtime.routing import RoutingError, load_router
 from lunamail.runtime.supervisor import watch_parent
@@ -34,16 +42,16 @@ ROUTER_OPTION = typer.Option(
 def _system(router_spec: str | None) -> System:
     try:
         router = load_router(router_spec) if router_spec else None
-        return bootstrap(Settings.load(), router=router)
+        settings = Settings.load()
     except (ConfigError, RoutingError) as e:
         fail(str(e))
-
-
-def _queue(*, as_json: bool) -> Queue:
+    if not initialised(settings):
+        fail(f"no Lunamail data in {settings.data_dir.resolve()}: run `lunamail init` first",
+             code="not_initialised")
     try:
-        return open_queue(Settings.load())
+        return bootstrap(settings, router=router)
     except ConfigError as e:
-        fail(str(e), as_json=as_json)
+        fail(str(e))
 
 
 def _when(ts: float) -> str:
@@ -91,13 +99,11 @@ def dlq_ls(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List dead letters: id, queue, message, attempts, error, when."""
-    queue = _queue(as_json=as_json)
-    try:
-        views = list_dead_letters(queue, limit=limit)
-    finally:
-        queue.close()
+    _system, env, actor = operator(as_json=as_json)
+    with errors(as_json):
+        views = runtime_ops.dead_letters(env, actor, limit=limit).items
     if as_json:
-        print_json({"dead_letters": [v.to_dict() for v in views]})
+        print_json({"items": [v.to_dict() for v in views], "next_cursor": None})
         return
     if not views:
         console.print("no dead letters")
@@ -117,13 +123,11 @@ def dlq_replay(
 ) -> None:
     """Put dead letters back on their queue with attempts reset (after fixing the cause)."""
     if bool(ids) == replay_all:
-        fail("give dead-letter ids or --all (not both)", as_json=as_json)
-    queue = _queue(as_json=as_json)
-    try:
-        moved = queue.replay(None if replay_all else ids)
-    finally:
-        queue.close()
-    missing = 0 if replay_all else len(set(ids or ())) - moved
+        fail("give dead-letter ids or --all (not both)", as_json=as_json, exit_code=EXIT_USAGE, code="usage_error")
+    _system, env, actor = operator(as_json=as_json)
+    with errors(as_json):
+        done = runtime_ops.replay(env, actor, ids, replay_all=replay_all)
+    moved, missing = done.replayed, done.not_found
     if as_json:
         print_json({"replayed": moved, "not_found": missing})
     else:

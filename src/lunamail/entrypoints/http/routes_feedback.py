@@ -31,17 +31,17 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from lunamail.adapters.certs import HttpsFetcher
+from lunamail.app import feedback
+from lunamail.app.base import Actor, Env
 from lunamail.config import Settings
 from lunamail.domain.accounts import valid_account_id
 from lunamail.entrypoints.http.context import Publish
 from lunamail.entrypoints.http.errors import ErrorRoute, error_response
 from lunamail.ports.deps import Deps
-from lunamail.services.feedback import ingest
 from lunamail.services.feedback.sns import (
     DEFAULT_TRUSTED_HOSTS,
     SnsVerificationError,
     SnsVerifier,
-    parse_ses_notification,
 )
 
 __all__ = ["MAX_BODY_BYTES", "default_verifier", "router_factory"]
@@ -135,33 +135,15 @@ def router_factory(
 
     def notify(account: str, payload: dict[str, Any], body: bytes) -> Response:
         message_id = str(payload.get("MessageId") or "")
-        key = ingest.store_ses(deps, account, body, message_id)
+        env = Env(deps, publish)
         try:
-            items = parse_ses_notification(
-                str(payload.get("Message", "")),
-                key_for_account=ingest.verp_key_for(deps, account),
-                default_account=account,
-                campaign_for_ref=ingest.campaign_for_ref(deps, account),
+            out = feedback.take_ses_notification(
+                env, Actor(account), body, message=str(payload.get("Message", "")), message_id=message_id
             )
-        except (ValueError, TypeError) as exc:
-            log.warning(
-                "SNS %s for %s is not a SES notification (%s); kept at %s",
-                message_id,
-                account,
-                exc,
-                key,
-            )
-            return _ok({"status": "stored", "events": 0})
-        events = ingest.events_from_ses(items, account=account, ref=message_id or key)
-        if events:
-            try:
-                publish(events)
-            except Exception:
-                log.exception(
-                    "publishing SES feedback %s for %s failed; SNS will retry", message_id, account
-                )
-                return error_response(500, "internal_error", "could not publish; retry")
-        return _ok({"status": "accepted", "events": len(events)})
+        except Exception:
+            log.exception("SES feedback %s for %s failed; SNS will retry", message_id, account)
+            return error_response(500, "internal_error", "could not publish; retry")
+        return _ok({"status": "accepted" if out.recognised else "stored", "events": out.events})
 
     def handle(account: str, body: bytes) -> Response:
         try:
