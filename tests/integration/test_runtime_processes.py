@@ -146,6 +146,7 @@ def test_sigterm_finishes_the_message_in_flight(workers: Workers, tmp_path: Path
 
 def test_two_workers_share_the_queue(workers: Workers, tmp_path: Path) -> None:
     n = 200
+    _publish(tmp_path, [])  # the folder exists before the workers start (they refuse an empty one)
     procs = [workers.start(concurrency=4, visibility_timeout=30) for _ in range(2)]
     for p in procs:
         workers.wait_ready(p)

@@ -40,9 +40,11 @@ def _env_key() -> tuple[tuple[str, str], ...]:
 
 
 def initialised(settings: Settings) -> bool:
-    """Whether ``lunamail init`` (or anything that opened the store) ran on the data folder.
-    Only a local store lives in the folder; a shared one (DynamoDB) is always "there"."""
-    return settings.store != "sqlite" or settings.db_path.exists()
+    """Whether ``lunamail init`` (or anything that opened the store or queue) ran on the data
+    folder.  A shared store (DynamoDB) does not live in the folder: always "there"."""
+    if settings.store != "sqlite":
+        return True
+    return any(p.exists() for p in (settings.db_path, settings.queue_path, settings.master_key_path))
 
 
 def get_app(*, as_json: bool = False, initialising: bool = False) -> System:
