@@ -64,12 +64,14 @@ _PAGE_HEADERS = {
     "X-Robots-Tag": "noindex, nofollow",
 }
 # The web view is tenant HTML on our origin: images and styles may come from anywhere, but no
-# script, plugin, form or framing.
+# script, plugin, form or framing; ``sandbox`` also stops automatic navigation (a
+# ``<meta http-equiv="refresh">``, which the service strips too) while links still work.
 _VIEW_HEADERS = {
     **_PAGE_HEADERS,
     "Content-Security-Policy": (
         "script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'; "
-        "frame-ancestors 'none'"
+        "frame-ancestors 'none'; sandbox allow-popups allow-popups-to-escape-sandbox "
+        "allow-top-navigation-by-user-activation"
     ),
 }
 

@@ -12,11 +12,17 @@ from typing import Any
 from lunamail.lib import tokens
 from lunamail.lib.dkim import Algorithm, DkimSigner, MultiSigner
 from lunamail.lib.mime import Attachment, CampaignMime, make_message_id
-from lunamail.lib.templating import compile_campaign
+from lunamail.lib.templating import RenderBound, RenderProblem, compile_campaign
 from lunamail.lib.tracklinks import TrackingLinks, insert_pixel
 from lunamail.lib.verp import encode_return_path
 from lunamail.ports.deps import Deps
 from lunamail.ports.mailer import OutgoingMail
+
+
+class CampaignRenderFailed(RuntimeError):
+    """A recipient's message could not be rendered (a sandbox refusal or a broken bound:
+    CPU time, output size); the message names the campaign, the account and the bound."""
+
 
 _CACHE: OrderedDict[tuple[str, str, float], PreparedCampaign] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
@@ -106,9 +112,13 @@ class PreparedCampaign:
         view_url = self._view_base + tokens.make_token(self._view_key, acct, "v", camp, email)
         sub = {"email": email, "name": r.get("name") or "", "fields": r.get("fields") or {}}
         now = self._now()
-        out = self._compiled.render(
-            sub, unsubscribe_url=unsubscribe_url, view_in_browser_url=view_url, campaign=self._campaign_ctx,
-            link_rewriter=self._rewriter(email, now) if self._clicks else None)
+        try:
+            out = self._compiled.render(
+                sub, unsubscribe_url=unsubscribe_url, view_in_browser_url=view_url,
+                campaign=self._campaign_ctx, link_rewriter=self._rewriter(email, now) if self._clicks else None)
+        except RenderProblem as e:  # the batch fails (and is retried) with the campaign named
+            bound = f" (bound: {e.bound})" if isinstance(e, RenderBound) else ""
+            raise CampaignRenderFailed(f"campaign {camp} of account {acct} does not render: {e}{bound}") from e
         html = insert_pixel(out.html, self._opens.pixel_url(email, now)) if self._opens else out.html
         mail_from = encode_return_path(self._verp_key, account=acct, campaign=camp, email=email,
                                        domain=self._bounce_domain)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -31,7 +32,13 @@ from lunamail.domain.tracking import (
     UnsubscribeScope,
 )
 from lunamail.lib import bots, tokens, tracklinks
-from lunamail.lib.templating import CompiledCampaign, RenderProblem, compile_campaign
+from lunamail.lib.templating import (
+    CompiledCampaign,
+    RenderBound,
+    RenderProblem,
+    TemplateProblem,
+    compile_campaign,
+)
 from lunamail.ports.deps import Deps
 from lunamail.services.tracking.keys import CONTENT_SK, campaign_pk
 
@@ -172,12 +179,16 @@ _COMPILED_LOCK = threading.Lock()
 _COMPILED_SIZE = 32
 
 
+def _key(account: str, campaign: str, content: Mapping[str, Any]) -> _CompiledKey:
+    text = content.get("text") or None
+    return (account, campaign, str(content.get("subject", "")), str(content.get("html", "")),
+            None if text is None else str(text))
+
+
 def _compiled(account: str, campaign: str, content: Mapping[str, Any]) -> CompiledCampaign:
     """Compile a campaign once per process (an LRU of recent ones), as delivery does.  The key
     holds the sources themselves, so changed content can never hit a stale entry."""
-    text = content.get("text") or None
-    key = (account, campaign, str(content.get("subject", "")), str(content.get("html", "")),
-           None if text is None else str(text))
+    key = _key(account, campaign, content)
     with _COMPILED_LOCK:
         found = _COMPILED.get(key)
         if found is not None:
@@ -216,6 +227,10 @@ def web_view(deps: Deps, token: str) -> str | None:
     base = deps.settings.base_url.rstrip("/")
     unsubscribe_url = f"{base}/u/" + tokens.make_token(
         secrets.key(account, tokens.UNSUBSCRIBE), account, "u", campaign, list_id, email)
+    key = _key(account, campaign, content)
+    with _COMPILED_LOCK:
+        if key in _FAILED:
+            return None
     try:
         rendered = _compiled(account, campaign, content).render(
             {"email": email, "name": "", "fields": {}},
@@ -225,6 +240,27 @@ def web_view(deps: Deps, token: str) -> str | None:
                       "subject": content.get("subject", "")},
         )
     except (RenderProblem, ValueError) as exc:  # ValueError: TemplateProblem on compile
-        log.warning("web view of campaign %s cannot render: %s", campaign, exc)
+        log.warning("web view of campaign %s of account %s cannot render: %s", campaign, account, exc)
+        if isinstance(exc, RenderBound | TemplateProblem):  # the next GET must not spend the
+            _remember_failure(key)                           # budget again
         return None
-    return rendered.html
+    return _inert(rendered.html)
+
+
+# Campaigns whose web view broke a render bound: answered "unavailable" at once from then on.
+_FAILED: OrderedDict[_CompiledKey, None] = OrderedDict()
+_FAILED_SIZE = 256
+_META_REFRESH = re.compile(r"<meta\b[^>]*http-equiv\s*=\s*[\"']?\s*refresh[^>]*>", re.IGNORECASE)
+
+
+def _remember_failure(key: _CompiledKey) -> None:
+    with _COMPILED_LOCK:
+        _FAILED[key] = None
+        while len(_FAILED) > _FAILED_SIZE:
+            _FAILED.popitem(last=False)
+
+
+def _inert(html: str) -> str:
+    """The web view may not redirect: ``<meta http-equiv="refresh">`` is removed (the page's
+    CSP also sandboxes it, which stops scripts and automatic navigation)."""
+    return _META_REFRESH.sub("", html) if "efresh" in html or "EFRESH" in html else html
