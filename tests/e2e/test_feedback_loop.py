@@ -140,7 +140,7 @@ def test_feedback_reaches_reports_lists_and_the_next_send(tmp_path: Path) -> Non
     with CaptureServer("127.0.0.1", 0) as sink, bootstrap_in(
         tmp_path / "data",
         settings_overrides={"smtp_url": f"smtp://127.0.0.1:{sink.port}", "base_url": "http://testserver",
-                            "extra": {"bot_click_window_seconds": 0}},
+                            "bot_click_window_seconds": 0.0},
     ) as system:
         lst = str(audience.create_list(system.deps, ACCOUNT, "People")["id"])
         for i in range(N):

@@ -105,9 +105,9 @@ def test_memory_store_and_unknown_backends(tmp_path: Path) -> None:
             bootstrap_in(tmp_path / field, settings_overrides={field: value})
 
 
-def test_router_and_retry_from_settings_extra(tmp_path: Path) -> None:
-    extra = {"router": f"{fx.__name__}:ROUTER", "retry_base_delay": 0.5, "retry_max_delay": 4}
-    settings = Settings(data_dir=tmp_path, max_attempts=7, extra=extra)
+def test_router_and_retry_from_settings(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, max_attempts=7, router=f"{fx.__name__}:ROUTER",
+                        retry_base_delay=0.5, retry_max_delay=4.0)
     with bootstrap(settings) as system:
         assert system.router is fx.ROUTER
     policy = retry_policy(settings)

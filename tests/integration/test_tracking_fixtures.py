@@ -62,7 +62,7 @@ def path_of(url: str) -> str:
 def make_tracking(tmp_path: Path, **extra: Any) -> tuple[SqliteItemStore, Tracking]:
     clock = FakeClock()
     store = SqliteItemStore(tmp_path / "lunamail.db", clock=clock)
-    deps = Deps(settings=Settings(base_url=BASE, extra=dict(extra)), store=store,
+    deps = Deps(settings=Settings(base_url=BASE, **extra), store=store,
                 blobs=cast(Any, None), clock=clock, secrets=DerivedSecrets(b"m" * 32))
     published: list[Message] = []
 

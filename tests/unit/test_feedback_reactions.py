@@ -27,7 +27,7 @@ DAY = 86400.0
 def make_deps(**extra: Any) -> Deps:
     clock = FakeClock()
     return Deps(
-        settings=Settings(data_dir=Path("unused"), extra=dict(extra)),
+        settings=Settings(data_dir=Path("unused"), **extra),
         store=MemoryItemStore(clock=clock),  # one time for the handlers and the item TTLs
         blobs=None,  # type: ignore[arg-type]  # not used by these handlers
         clock=clock,

@@ -264,7 +264,7 @@ def test_default_verifier_accepts_no_topic_until_configured() -> None:
     with pytest.raises(Exception, match="not accepted"):
         refused.verify(sign(envelope()))  # refused before any certificate fetch
     settings = Settings(
-        data_dir=Path("unused"), extra={"sns_topic_arns": "arn:aws:sns:*:123456789012:lunamail-*"}
+        data_dir=Path("unused"), sns_topic_arns=("arn:aws:sns:*:123456789012:lunamail-*",)
     )
     allowed = routes_feedback.default_verifier(
         settings, fetch_cert=lambda url: PEM, now=lambda: NOW

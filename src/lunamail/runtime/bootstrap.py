@@ -184,17 +184,12 @@ def open_queue(settings: Settings | None = None) -> Queue:
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
-    """``max_attempts`` from settings; base/max delay from ``extra`` (``retry_base_delay``,
-    ``retry_max_delay``) so a deployment or a test can tune backoff without new fields."""
-    default = RetryPolicy()
-    try:
-        return RetryPolicy(
-            max_attempts=settings.max_attempts,
-            base_delay=float(settings.extra.get("retry_base_delay", default.base_delay)),
-            max_delay=float(settings.extra.get("retry_max_delay", default.max_delay)),
-        )
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"setting extra.retry_*: {e}") from e
+    """The queue's retries: ``max_attempts``, ``retry_base_delay``, ``retry_max_delay``."""
+    return RetryPolicy(
+        max_attempts=settings.max_attempts,
+        base_delay=settings.retry_base_delay,
+        max_delay=settings.retry_max_delay,
+    )
 
 
 def load_master_key(path: Path) -> bytes:
@@ -323,5 +318,4 @@ def build_pacer(settings: Settings) -> Pacer | None:
 
 
 def _router_from(settings: Settings) -> Router:
-    spec = settings.extra.get("router")
-    return load_router(str(spec)) if spec else default_router()
+    return load_router(settings.router) if settings.router else default_router()

@@ -75,7 +75,7 @@ async def serve_all(
     config = uvicorn.Config(
         TrackingFront(app, state=app.state), host=host, port=port, log_level=log_level,
         lifespan="off", access_log=False, ws="none",
-        http=edge_protocol(limits_from(system.settings.extra)),
+        http=edge_protocol(limits_from(system.settings)),
     )
     server = _Server(config)
     children = WorkerProcesses(system.settings, worker_processes) if workers and worker_processes else None

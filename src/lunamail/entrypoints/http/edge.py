@@ -27,7 +27,6 @@ without reading the body.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +36,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from lunamail.config import Settings
 from lunamail.services.accounts import api as accounts
 
 __all__ = ["BodyAfterAuth", "EdgeLimits", "edge_protocol", "limits_from"]
@@ -61,7 +61,7 @@ _CODES = {
 
 @dataclass(frozen=True, slots=True)
 class EdgeLimits:
-    """The bounds of one server (``Settings.extra`` keys of the same names override them)."""
+    """The bounds of one server (the ``edge_*`` and ``max_upload_bytes`` settings)."""
 
     head_timeout: float = 10.0
     body_timeout: float = 60.0
@@ -75,18 +75,17 @@ class EdgeLimits:
         return self.max_upload_bytes if path.startswith("/uploads/") else self.max_body_bytes
 
 
-def limits_from(extra: Mapping[str, Any]) -> EdgeLimits:
+def limits_from(settings: Settings) -> EdgeLimits:
     """Limits from settings: ``edge_head_timeout``, ``edge_body_timeout``, ``edge_max_head_bytes``,
     ``edge_max_body_bytes``, ``max_upload_bytes`` (shared with the upload route) and
     ``edge_max_connections``."""
-    d = EdgeLimits()
     return EdgeLimits(
-        head_timeout=float(extra.get("edge_head_timeout", d.head_timeout)),
-        body_timeout=float(extra.get("edge_body_timeout", d.body_timeout)),
-        max_head_bytes=int(extra.get("edge_max_head_bytes", d.max_head_bytes)),
-        max_body_bytes=int(extra.get("edge_max_body_bytes", d.max_body_bytes)),
-        max_upload_bytes=int(extra.get("max_upload_bytes", d.max_upload_bytes)),
-        max_connections=int(extra.get("edge_max_connections", d.max_connections)),
+        head_timeout=settings.edge_head_timeout,
+        body_timeout=settings.edge_body_timeout,
+        max_head_bytes=settings.edge_max_head_bytes,
+        max_body_bytes=settings.edge_max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+        max_connections=settings.edge_max_connections,
     )
 
 
@@ -262,7 +261,7 @@ class BodyAfterAuth:
                                       "missing or invalid API key: send 'Authorization: Bearer <key>'",
                                       [(b"www-authenticate", b"Bearer")])
                     return
-                cap = limits_from(scope["app"].state.lunamail.deps.settings.extra).max_body_bytes
+                cap = limits_from(scope["app"].state.lunamail.deps.settings).max_body_bytes
                 if length.isdigit() and int(length) > cap:
                     await _close_with(send, 413, "payload_too_large",
                                       f"the request body is larger than {cap} bytes")

@@ -4,7 +4,7 @@ No API key: the SNS signature is the authentication, checked before anything
 else reads the payload (principle 9); an unsigned or badly signed request is a
 403 and a log line, never an event.  A signature proves SNS sent the message,
 not that it is ours, so the verifier also checks the topic against
-``settings.extra["sns_topic_arns"]`` (ARNs or ``fnmatch`` patterns; unset means
+the ``sns_topic_arns`` setting (ARNs or ``fnmatch`` patterns; unset means
 no topic is accepted).
 
 * ``SubscriptionConfirmation``: the ``SubscribeURL`` is fetched (confirming the
@@ -39,7 +39,6 @@ from lunamail.entrypoints.http.context import Publish
 from lunamail.entrypoints.http.errors import ErrorRoute, error_response
 from lunamail.ports.deps import Deps
 from lunamail.services.feedback.sns import (
-    DEFAULT_TRUSTED_HOSTS,
     SnsVerificationError,
     SnsVerifier,
 )
@@ -52,14 +51,11 @@ MAX_BODY_BYTES = 512 * 1024  # SNS messages are at most 256 KB; the envelope add
 
 
 def _topic_rule(settings: Settings) -> Callable[[str], bool]:
-    raw = settings.extra.get("sns_topic_arns") or ()
-    patterns = [
-        p.strip() for p in (raw.split(",") if isinstance(raw, str) else raw) if str(p).strip()
-    ]
+    patterns = list(settings.sns_topic_arns)
 
     def accept(topic: str) -> bool:
         if not patterns:
-            log.warning("SNS topic %s refused: set extra.sns_topic_arns to accept it", topic)
+            log.warning("SNS topic %s refused: set LUNAMAIL_SNS_TOPIC_ARNS to accept it", topic)
         return any(fnmatch.fnmatchcase(topic, str(p)) for p in patterns)
 
     return accept
@@ -72,12 +68,12 @@ def default_verifier(
     now: Callable[[], float] | None = None,
 ) -> SnsVerifier:
     """The production verifier: certificates fetched over verified HTTPS from SNS hosts,
-    topics limited to ``extra.sns_topic_arns``, optional ``extra.sns_max_age_seconds``."""
-    max_age = settings.extra.get("sns_max_age_seconds")
+    topics limited to ``sns_topic_arns``, optional ``sns_max_age_seconds``."""
+    max_age = settings.sns_max_age_seconds or None
     return SnsVerifier(
         fetch_cert or HttpsFetcher(),
         now=now,
-        trusted_hosts_pattern=str(settings.extra.get("sns_hosts_pattern", DEFAULT_TRUSTED_HOSTS)),
+        trusted_hosts_pattern=settings.sns_hosts_pattern,
         accept_topic=_topic_rule(settings),
         max_age_seconds=float(max_age) if max_age is not None else None,
     )
@@ -115,7 +111,7 @@ def router_factory(
     and the network; tests inject both, production takes the defaults."""
     sns = verifier or default_verifier(deps.settings)
     fetch = confirm_fetch or HttpsFetcher()
-    hosts = re.compile(str(deps.settings.extra.get("sns_hosts_pattern", DEFAULT_TRUSTED_HOSTS)))
+    hosts = re.compile(deps.settings.sns_hosts_pattern)
     router = APIRouter(tags=["feedback"], route_class=ErrorRoute, include_in_schema=False)
 
     def confirm(account: str, payload: dict[str, Any]) -> Response:

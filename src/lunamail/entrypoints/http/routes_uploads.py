@@ -21,7 +21,7 @@ from lunamail.entrypoints.http.errors import ApiError, ErrorRoute
 router = APIRouter(tags=["uploads"], route_class=ErrorRoute)
 
 SPOOL_IN_MEMORY = 1 << 20  # bytes kept in memory before spilling to a temporary file
-DEFAULT_MAX_UPLOAD = 1 << 30  # 1 GiB unless settings.extra["max_upload_bytes"] says otherwise
+DEFAULT_MAX_UPLOAD = 1 << 30  # 1 GiB unless the max_upload_bytes setting says otherwise
 
 
 def _verify(ctx: Ctx, key: str, expires: int, sig: str) -> bool:
@@ -49,7 +49,7 @@ async def put_upload(
         raise ApiError(403, "forbidden", "the upload URL is expired or its signature is invalid")
     if await run_in_threadpool(ctx.deps.blobs.exists, key):
         raise ApiError(409, "conflict", "this upload URL was already used", {"key": key})
-    limit = int(ctx.deps.settings.extra.get("max_upload_bytes", DEFAULT_MAX_UPLOAD))
+    limit = int(ctx.deps.settings.max_upload_bytes)
     content_type = request.headers.get("content-type") or "application/octet-stream"
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
         received = 0

@@ -9,7 +9,7 @@ reacts to that event as to a hard bounce.  Hard bounces and complaints need no
 policy here: the audience reacts to them directly.
 
 The limit comes from a per-account policy item (``A#{account}#FB`` / ``POLICY``,
-see :func:`set_policy`), else ``settings.extra`` (``soft_bounce_limit``,
+see :func:`set_policy`), else the settings (``soft_bounce_limit``,
 ``soft_bounce_window_days``), else the defaults.
 """
 
@@ -64,9 +64,8 @@ def _soft_bounce_sk(email: str) -> str:
 
 def get_policy(deps: Deps, account: str) -> SoftBouncePolicy:
     """The account's policy item, else the installation's settings, else the defaults."""
-    extra = deps.settings.extra
-    limit: Any = extra.get("soft_bounce_limit", DEFAULT_SOFT_BOUNCE_LIMIT)
-    window: Any = extra.get("soft_bounce_window_days", DEFAULT_SOFT_BOUNCE_WINDOW_DAYS)
+    limit: Any = deps.settings.soft_bounce_limit
+    window: Any = deps.settings.soft_bounce_window_days
     item = deps.store.get(feedback_pk(account), POLICY_SK)
     if item is not None:
         limit = item.get("soft_bounce_limit", limit)

@@ -6,7 +6,7 @@ answer 404 without knowing why.  Nothing here writes items: opens, clicks and
 unsubscribes are events, and the services that care (reports, audience) keep
 their own state from them.
 
-Settings (``Settings.extra``): ``tracking_link_max_age_days`` refuses click and
+Settings: ``tracking_link_max_age_days`` refuses click and
 open links older than that many days even when their token carries no expiry
 (default: none, links in old mails keep working); ``bot_click_window_seconds``
 is the machine-click window of :func:`lunamail.lib.bots.classify` (default 10).
@@ -92,7 +92,7 @@ class UnsubscribeTarget:
 
 
 def _max_age(deps: Deps) -> float | None:
-    days = deps.settings.extra.get("tracking_link_max_age_days")
+    days = deps.settings.tracking_link_max_age_days
     return float(days) * _DAY if days else None
 
 
@@ -126,7 +126,7 @@ def record_click(deps: Deps, token: str, hit: Hit) -> Clicked | None:
     found = tracklinks.read_click(_track_key(deps), token, now=now)
     if found is None or _too_old(deps, found.sent_at, now):
         return None
-    window = float(deps.settings.extra.get("bot_click_window_seconds", bots.DEFAULT_CLICK_WINDOW))
+    window = float(deps.settings.bot_click_window_seconds)
     machine, reason = bots.classify(
         method=hit.method, user_agent=hit.user_agent, ip=hit.ip,
         seconds_since_send=now - found.sent_at, kind="click", headers=hit.headers,
