@@ -48,16 +48,33 @@ def hmac_sha256(key: bytes, payload: bytes) -> bytes:
     the GIL for small inputs, so send threads do not queue to get it back."""
     base = _KEYED.get(key)
     if base is None:
-        if len(_KEYED) > 1024:
-            _KEYED.clear()
-        base = _KEYED[key] = hmac.new(key, digestmod=hashlib.sha256)
+        base = _remember(key)
     h = base.copy()
     h.update(payload)
     return h.digest()
 
 
+def _remember(key: bytes) -> hmac.HMAC:
+    if len(_KEYED) >= _KEYED_SIZE:
+        del _KEYED[next(iter(_KEYED))]  # the oldest key: the cache stays bounded
+    base = _KEYED[key] = hmac.new(key, digestmod=hashlib.sha256)
+    return base
+
+
+_KEYED_SIZE = 1024
+
+
 def _mac(key: bytes, payload: bytes) -> bytes:
     return hmac_sha256(key, payload)[:_MAC_BYTES]
+
+
+def _checked_mac(key: bytes, payload: bytes) -> bytes:
+    """The MAC to compare with, without caching the key's state: a key is remembered only
+    once a token made with it checked out (a forged token must not grow any cache)."""
+    base = _KEYED.get(key)
+    h = base.copy() if base is not None else hmac.new(key, digestmod=hashlib.sha256)
+    h.update(payload)
+    return h.digest()[:_MAC_BYTES]
 
 
 def make_token(key: bytes, account: str, *fields: str, expires: int | None = None) -> str:
@@ -82,9 +99,11 @@ def read_token(
         if len(parts) < 2 or len(mac) != _MAC_BYTES:
             return None
         account, expires = parts[0], int(parts[1])
-        expected = _mac(key_for_account(account), payload)
-        if not hmac.compare_digest(mac, expected):
+        key = key_for_account(account)
+        if not hmac.compare_digest(mac, _checked_mac(key, payload)):
             return None
+        if key not in _KEYED:
+            _remember(key)
         if expires and now is not None and now > expires:
             return None
         return account, parts[2:]

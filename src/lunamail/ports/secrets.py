@@ -24,16 +24,14 @@ class DerivedSecrets:
     def __init__(self, master: bytes) -> None:
         if len(master) < 32:
             raise ValueError("master key must be at least 32 bytes")
-        self._master = master
-        self._cache: dict[tuple[str, str], bytes] = {}
+        self._master = hmac.new(master, digestmod=hashlib.sha256)  # keyed once, copied per call
 
     def key(self, account: str, purpose: str) -> bytes:
-        k = (account, purpose)
-        found = self._cache.get(k)
-        if found is None:
-            found = hmac.new(self._master, f"{account}\x00{purpose}".encode(), hashlib.sha256).digest()
-            self._cache[k] = found
-        return found
+        """Derived on every call (~1 µs), never cached: the account of a tracking token is
+        read before its MAC is checked, so a cache here would grow with every forged token."""
+        h = self._master.copy()
+        h.update(f"{account}\x00{purpose}".encode())
+        return h.digest()
 
     def __repr__(self) -> str:  # never print key material
         return "DerivedSecrets(<hidden>)"
