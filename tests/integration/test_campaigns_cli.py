@@ -93,7 +93,7 @@ def test_schedule_then_cancel(cli: CliRunner, tmp_path: Path, sink: CaptureServe
     scheduled = ok(cli, "campaigns", "schedule", camp, "--at", "2027-06-01T09:00:00", "--tz", "Europe/Lisbon")
     assert scheduled["status"] == "scheduled"
     # 09:00 in Lisbon's summer time is 08:00 UTC
-    assert scheduled["scheduled_at"] == datetime(2027, 6, 1, 8, 0, tzinfo=UTC).timestamp()
+    assert scheduled["scheduled_at"] == datetime(2027, 6, 1, 8, 0, tzinfo=UTC).isoformat()  # RFC 3339
     assert ok(cli, "campaigns", "cancel", camp)["status"] == "cancelled"
 
 

@@ -5,6 +5,7 @@ and a refused uninitialised data folder."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,15 @@ def test_every_list_has_one_shape(folder: Path) -> None:
         assert code == 0, args
         assert {"items", "next_cursor"} <= set(out), args
         assert isinstance(out["items"], list), args
+
+
+def test_json_instants_are_rfc3339_with_an_offset(folder: Path) -> None:
+    assert run("init", "--json")[0] == 0
+    code, made = run("lists", "create", "News", "--json")
+    assert code == 0 and isinstance(made["created_at"], str)
+    assert datetime.fromisoformat(made["created_at"]).utcoffset() is not None
+    code, keys = run("keys", "ls", "--json")
+    assert all(datetime.fromisoformat(k["created_at"]).tzinfo is not None for k in keys["items"])
 
 
 def test_failures_carry_the_api_codes_and_exit_1(folder: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -102,6 +103,27 @@ def lists_show(
     console.print(f"fields: {fields}", markup=False, highlight=False)
     console.print("double opt-in: " + ("yes" if lst["double_opt_in"] else "no"), highlight=False)
     console.print("  ".join(f"{s}: {lst['counts'][s]}" for s in STATUSES), highlight=False)
+
+
+@lists_app.command("update")
+def lists_update(
+    ref: str = typer.Argument(..., help="List name or id."),
+    name: str | None = typer.Option(None, "--name", help="New name."),
+    description: str | None = typer.Option(None, "--description"),
+    double_opt_in: bool | None = typer.Option(None, "--double-opt-in/--single-opt-in"),
+    field: list[str] | None = typer.Option(None, "--field", help="Replace the custom fields: NAME:TYPE (repeatable)."),
+    account: str | None = ACCOUNT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Change a list's name, description, custom fields or opt-in; only the options given change."""
+    _system, env, actor = door(account, as_json=as_json)
+    with errors(as_json):
+        fields = None if not field else [_parse_field(f) for f in field]
+        lst = audience.update_list(env, actor, ref, audience.ListChanges(name, description, fields, double_opt_in))
+    if as_json:
+        print_json(lst)
+    else:
+        console.print(f"Updated list [bold]{escape(lst['name'])}[/] (id {lst['id']})")
 
 
 @lists_app.command("rm")
@@ -251,6 +273,28 @@ def subs_show(
     _system, env, actor = door(account, as_json=as_json)
     with errors(as_json):
         sub = audience.get_subscriber(env, actor, list_ref, email)
+    if as_json:
+        print_json(sub)
+    else:
+        _show_subscribers([sub])
+
+
+@subs_app.command("update")
+def subs_update(
+    email: str = typer.Argument(...),
+    list_ref: str = LIST_OPTION,
+    name: str | None = typer.Option(None, "--name"),
+    field: list[str] = typer.Option([], "--field", help="Custom field NAME=VALUE (repeatable)."),
+    replace_fields: bool = typer.Option(False, "--replace-fields", help="Drop the fields not given."),
+    account: str | None = ACCOUNT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Change a subscriber's name or custom fields."""
+    _system, env, actor = door(account, as_json=as_json)
+    with errors(as_json):
+        fields = _parse_pairs(field, "--field") or None
+        sub = audience.update_subscriber(env, actor, list_ref, email, name=name, fields=fields,
+                                         replace_fields=replace_fields)
     if as_json:
         print_json(sub)
     else:

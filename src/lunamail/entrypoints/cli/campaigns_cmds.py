@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -17,7 +18,7 @@ from lunamail.app import campaigns
 from lunamail.app import reports as reports_app
 from lunamail.app.base import Actor, Env
 from lunamail.domain.campaign_model import Campaign
-from lunamail.entrypoints.cli.common import JSON_OPTION, console, errors, print_json
+from lunamail.entrypoints.cli.common import JSON_OPTION, console, errors, print_json, rfc3339
 from lunamail.entrypoints.cli.context import ACCOUNT_OPTION, door, env_of
 from lunamail.entrypoints.cli.live import report_table
 from lunamail.runtime.bootstrap import System
@@ -98,8 +99,14 @@ def show(campaign: str, account: str | None = ACCOUNT_OPTION, as_json: bool = JS
     if as_json:
         print_json(doc)
     else:
-        for k in ("id", "name", "status", "subject", "from_email", "lists", "scheduled_at"):
-            console.print(f"[bold]{k}[/]: {doc.get(k)}")
+        when = doc.get("scheduled_at")
+        shown = {
+            "id": doc["id"], "name": doc["name"], "status": doc["status"], "subject": doc["subject"],
+            "from": doc.get("from_email") or "-", "lists": ", ".join(doc.get("lists") or ()) or "-",
+            "scheduled at": rfc3339(float(when)) if when else "-",
+        }  # fmt: skip
+        for k, v in shown.items():
+            console.print(f"[bold]{k}[/]: {escape(str(v))}", highlight=False)
 
 
 @app.command("preview")

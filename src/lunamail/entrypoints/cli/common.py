@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import orjson
@@ -26,9 +27,28 @@ err_console = Console(stderr=True)
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document (for scripts).")
 
 
+def rfc3339(epoch: float) -> str:
+    """An instant as RFC 3339 with its offset (UTC), e.g. ``2026-12-07T15:04:05.250000+00:00``."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def json_ready(doc: Any) -> Any:
+    """``doc`` with every instant (a number under a key ``at`` or ending in ``_at``) as an
+    RFC 3339 string, as the REST API shows them."""
+    if isinstance(doc, dict):
+        return {
+            k: rfc3339(v) if (k == "at" or str(k).endswith("_at")) and isinstance(v, int | float)
+            and not isinstance(v, bool) else json_ready(v)
+            for k, v in doc.items()
+        }  # fmt: skip
+    if isinstance(doc, list | tuple):
+        return [json_ready(v) for v in doc]
+    return doc
+
+
 def print_json(doc: Any) -> None:
-    """One JSON document on stdout, nothing else."""
-    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
+    """One JSON document on stdout, nothing else (instants as RFC 3339 strings)."""
+    sys.stdout.write(orjson.dumps(json_ready(doc), option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
     sys.stdout.write("\n")
     sys.stdout.flush()
 

@@ -1,0 +1,103 @@
+"""CLI and REST API parity: every use case of ``lunamail.app`` is reachable from both doors,
+or this file says in writing why it is not.
+
+A door "reaches" a use case when one of its modules calls it (``campaigns.send`` after
+``from lunamail.app import campaigns``), found by reading the source, so a new use case
+or a removed command shows up here without anything to register.  An entry of
+``ONE_DOOR`` that both doors reach now is stale and fails too: delete it."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import pkgutil
+from pathlib import Path
+
+import lunamail.app
+from lunamail.app.base import USE_CASES
+
+ENTRYPOINTS = Path(lunamail.app.__file__).parents[1] / "entrypoints"
+
+#: Use cases one door has and the other has not, each with the reason.
+ONE_DOOR: dict[str, str] = {
+    "accounts.me": "HTTP only: a key asks who it is; on the CLI the operator names the account",
+    "accounts.create_account": "CLI only: creating tenants is the installation operator's act, not a tenant key's",
+    "accounts.list_accounts": "CLI only: listing every tenant is the installation operator's, not a tenant key's",
+    "accounts.unlock": "CLI only: lifting a guard lock is the operator's decision after fixing the cause",
+    "accounts.create_key": "HTTP route comes with the API-contract work of the same issue",
+    "accounts.list_keys": "HTTP route comes with the API-contract work of the same issue",
+    "accounts.revoke_key": "HTTP route comes with the API-contract work of the same issue",
+    "audience.declare_import": "HTTP only: a client uploads to a signed URL between declare and start",
+    "audience.start_import": "HTTP only: the second step of the upload protocol",
+    "audience.import_error_report": "HTTP only: the CLI prints the report's path with the import summary",
+    "audience.import_file": "CLI only: the caller holds the file and streams it in one call",
+    "feedback.ingest": "CLI only: raw mail reaches the HTTP side through SES/SNS, not as uploads",
+    "feedback.take_ses_notification": "HTTP only: SNS posts notifications to the public feedback route",
+    "guard.status": "HTTP route comes with the API-contract work of the same issue",
+    "guard.thresholds": "HTTP route comes with the API-contract work of the same issue",
+    "guard.set_thresholds": "HTTP route comes with the API-contract work of the same issue",
+    "reports.campaign_report": "HTTP reads reports in routes_reports (shared with the SSE stream); "
+                               "moves to lunamail.app with the API-contract work",
+    "reports.export": "HTTP route comes with the API-contract work of the same issue",
+    "reports.resend": "HTTP route comes with the API-contract work of the same issue",
+    "runtime_ops.dead_letters": "HTTP route comes with the API-contract work of the same issue",
+    "runtime_ops.replay": "HTTP route comes with the API-contract work of the same issue",
+    "users.new_link": "CLI only: the operator hands an owner a one-time link; over HTTP users reset their own",
+}
+
+#: Use cases no door calls yet, with the reason.
+NO_DOOR: dict[str, str] = {
+    "guard.recent_actions": "for the console's guard page (its own issue)",
+    "reports.timeseries": "HTTP reads the series in routes_reports; the console's chart will call it",
+}
+
+
+def _load_all() -> None:
+    for mod in pkgutil.iter_modules(lunamail.app.__path__):
+        importlib.import_module(f"lunamail.app.{mod.name}")
+
+
+def reached(door: str) -> set[str]:
+    """The use cases the modules of ``entrypoints/<door>`` call."""
+    out: set[str] = set()
+    for path in (ENTRYPOINTS / door).rglob("*.py"):
+        tree = ast.parse(path.read_text("utf-8"))
+        alias: dict[str, str] = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "lunamail.app":
+                for name in node.names:
+                    alias[name.asname or name.name] = name.name
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lunamail.app."):
+                area = str(node.module).rsplit(".", 1)[1]
+                out.update(f"{area}.{name.name}" for name in node.names)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in alias:
+                out.add(f"{alias[node.value.id]}.{node.attr}")
+    return out & set(USE_CASES)
+
+
+def test_every_use_case_is_reachable_from_both_doors_or_says_why() -> None:
+    _load_all()
+    assert len(USE_CASES) > 40  # the layer was loaded
+    cli, http = reached("cli"), reached("http")
+    problems = []
+    for name in sorted(USE_CASES):
+        doors = ({"cli"} if name in cli else set()) | ({"http"} if name in http else set())
+        if doors == {"cli", "http"}:
+            if name in ONE_DOOR or name in NO_DOOR:
+                problems.append(f"{name}: both doors reach it now; delete its allow-list entry")
+        elif not doors:
+            if name not in NO_DOOR:
+                problems.append(f"{name}: no door calls it; add a command and a route (or a NO_DOOR reason)")
+        elif name not in ONE_DOOR:
+            problems.append(f"{name}: only the {doors.pop().upper()} reaches it; add the other door or a reason")
+        elif name in NO_DOOR:
+            problems.append(f"{name}: a door calls it now; move it out of NO_DOOR")
+    for name in sorted((set(ONE_DOOR) | set(NO_DOOR)) - set(USE_CASES)):
+        problems.append(f"{name}: no such use case; delete its allow-list entry")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_reasons_are_written() -> None:
+    for name, reason in {**ONE_DOOR, **NO_DOOR}.items():
+        assert len(reason.split()) >= 4, name
