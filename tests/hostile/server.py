@@ -42,7 +42,7 @@ class Served:
         with bootstrap_in(self.data) as system:
             accounts.create_account(system.deps, "Default", account_id="default")
             self.key = accounts.create_api_key(system.deps, "default", "hostile").secret
-        lines = ["[extra]", *(f"{k} = {v!r}" for k, v in self.extra.items())]
+        lines = [f"{k} = {v!r}" for k, v in self.extra.items()]
         (self.data / "lunamail.toml").write_text("\n".join(lines) + "\n", "utf-8")
         self.port = free_port()
         self.log = self.data.parent / "serve.log"

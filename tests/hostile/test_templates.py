@@ -154,7 +154,7 @@ def test_hostile_campaigns_of_one_account_do_not_stop_another_accounts_send(
     with CaptureServer("127.0.0.1", 0) as sink, bootstrap_in(
         tmp_path / "data",
         settings_overrides={"smtp_url": f"smtp://127.0.0.1:{sink.port}", "batch_size": 100,
-                            "page_size": 500, "extra": {"retry_base_delay": 0.2, "retry_max_delay": 1.0}},
+                            "page_size": 500, "retry_base_delay": 0.2, "retry_max_delay": 1.0},
     ) as system:
         deps = system.deps
         accounts.create_account(deps, "Evil", account_id="evil")
