@@ -8,6 +8,7 @@ campaigns service returns are emitted (a refused call emits nothing).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from lunamail.services.audience import api as audience_api
 from lunamail.services.audience.errors import NotFound as ListNotFound
 from lunamail.services.campaigns import api as campaigns_api
 from lunamail.services.campaigns.errors import PreSendCheckFailed
+from lunamail.services.delivery import api as delivery_api
 
 from .base import Actor, Emitted, Env, Page, Permission, command, query
 from .errors import InvalidInput
@@ -181,8 +183,11 @@ def schedule(env: Env, actor: Actor, campaign_id: str, at: str, *, tz: str | Non
 
 @command(Permission.SEND)
 def pause(env: Env, actor: Actor, campaign_id: str, *, reason: str = "") -> Emitted[Campaign]:
-    """Pause a sending campaign; batches not yet started wait until it is resumed."""
+    """Pause a sending campaign.  Returns once every running batch has seen the pause (see
+    :func:`lunamail.services.delivery.api.apply_stop`): from then on only what a connection
+    already holds finishes; the rest waits until it is resumed."""
     event = campaigns_api.pause(env.deps, actor.account, campaign_id, reason)
+    time.sleep(delivery_api.apply_stop(env.deps, event))
     return Emitted(campaigns_api.get(env.deps, actor.account, campaign_id), [event])
 
 
@@ -194,8 +199,10 @@ def resume(env: Env, actor: Actor, campaign_id: str) -> Emitted[Campaign]:
 
 @command(Permission.SEND)
 def cancel(env: Env, actor: Actor, campaign_id: str) -> Emitted[Campaign]:
-    """Cancel a scheduled, sending or paused campaign; nothing more is sent."""
+    """Cancel a scheduled, sending or paused campaign; nothing more is sent.  Returns once
+    every running batch has seen it (only what a connection already holds finishes)."""
     event = campaigns_api.cancel(env.deps, actor.account, campaign_id)
+    time.sleep(delivery_api.apply_stop(env.deps, event))
     return Emitted(campaigns_api.get(env.deps, actor.account, campaign_id), [event])
 
 

@@ -64,6 +64,8 @@ class _Handler:
             elif transport is not None:
                 transport.close()
             return "421 connection dropped (scripted)"
+        if owner.delay > 0:  # a slow relay: the reply to the data comes late
+            await asyncio.sleep(owner.delay)
         data = envelope.original_content or b""
         mail_from = envelope.mail_from or ""
         rcpts = list(envelope.rcpt_tos)
@@ -95,7 +97,8 @@ class CaptureServer:
     ``count`` is always the number of accepted messages and ``sessions`` the number of
     connections seen.  ``fail`` maps a recipient to the ``(code, text)`` its RCPT gets
     (a 421 also closes the connection); ``drop_once_after = n`` aborts the connection
-    after reading the data of message n+1, without replying, once."""
+    after reading the data of message n+1, without replying, once; ``delay`` seconds
+    pass between the end of each message's data and its reply (a slow relay)."""
 
     def __init__(
         self,
@@ -110,12 +113,14 @@ class CaptureServer:
         require_starttls: bool = False,
         credentials: Mapping[str, str] | None = None,
         data_size_limit: int = 64 * 1024 * 1024,
+        delay: float = 0.0,
     ) -> None:
         self.host = host
         self.port = port
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.fail: dict[str, tuple[int, str]] = {k.lower(): v for k, v in (fail or {}).items()}
         self.drop_once_after = drop_once_after
+        self.delay = delay
         self.messages: list[Received] = []
         self.count = 0
         self.sessions = 0

@@ -43,16 +43,19 @@ class CampaignSendStarted(Event):
 class CampaignPaused(Event):
     campaign: str
     reason: str = ""
+    at: float = 0.0  # when it was decided: delivery keeps the latest decision (0: unknown)
 
 
 @message("campaigns.CampaignResumed")
 class CampaignResumed(Event):
     campaign: str
+    at: float = 0.0
 
 
 @message("campaigns.CampaignCancelled")
 class CampaignCancelled(Event):
     campaign: str
+    at: float = 0.0
 
 
 @message("campaigns.SendTest")

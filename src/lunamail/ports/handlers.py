@@ -57,3 +57,18 @@ def batch_of(handler: Callable[..., Any]) -> BatchSpec | None:
     """The batch form of ``handler``, or None when it has none."""
     spec = getattr(handler, BATCH_ATTR, None)
     return spec if isinstance(spec, BatchSpec) else None
+
+
+LONG_ATTR = "__lunamail_long__"
+
+
+def long_running(handler: H) -> H:
+    """Mark a handler whose runs may take many seconds (sending a batch over a slow relay).
+    A runtime that shares a few handler slots between queues keeps one slot free of such
+    handlers, so short ones (a guard trip, a report count) never wait behind them."""
+    setattr(handler, LONG_ATTR, True)
+    return handler
+
+
+def is_long_running(handler: Callable[..., Any]) -> bool:
+    return bool(getattr(handler, LONG_ATTR, False))

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 Outcome = Literal["sent", "deferred", "failed"]
+StopCheck = Callable[[], bool]
+"""Asked by a mailer while it sends: True means start no new SMTP transaction."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +43,21 @@ class SendResult:
 
 @runtime_checkable
 class Mailer(Protocol):
-    def send(self, mails: Iterable[OutgoingMail], on_result: Callable[[SendResult], None]) -> None:
+    def send(
+        self,
+        mails: Iterable[OutgoingMail],
+        on_result: Callable[[SendResult], None],
+        stop: StopCheck | None = None,
+    ) -> None:
         """Send every mail, calling ``on_result`` once per mail as soon as its reply is known
         (from the calling thread or the mailer's own; callers must be thread-safe).
         Returns when every mail has a result.  Never raises for a per-mail failure: a
-        connection error becomes a 4xx result for the mails it affected."""
+        connection error becomes a 4xx result for the mails it affected.
+
+        ``stop`` is asked often (several times a second, also while no reply arrives;
+        it must be cheap).  Once it returns True the mailer starts no new transaction:
+        the mails already handed to a connection finish and get their result, the others
+        get none and are left to the caller (who sends them later, or never)."""
         ...
 
     def close(self) -> None:

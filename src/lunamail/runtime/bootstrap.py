@@ -22,7 +22,7 @@ from lunamail.ports.blobs import Blobs
 from lunamail.ports.clock import Clock, SystemClock
 from lunamail.ports.deps import Deps
 from lunamail.ports.itemstore import ItemStore
-from lunamail.ports.mailer import Mailer, OutgoingMail, SendResult
+from lunamail.ports.mailer import Mailer, OutgoingMail, SendResult, StopCheck
 from lunamail.ports.pacer import Pacer
 from lunamail.ports.queue import Queue, RetryPolicy
 from lunamail.ports.secrets import DerivedSecrets, Secrets
@@ -55,8 +55,13 @@ class LazyMailer:
                 self._mailer = self._factory()
             return self._mailer
 
-    def send(self, mails: Iterable[OutgoingMail], on_result: Callable[[SendResult], None]) -> None:
-        self.get().send(mails, on_result)
+    def send(
+        self,
+        mails: Iterable[OutgoingMail],
+        on_result: Callable[[SendResult], None],
+        stop: StopCheck | None = None,
+    ) -> None:
+        self.get().send(mails, on_result, stop)
 
     def close(self) -> None:
         with self._lock:

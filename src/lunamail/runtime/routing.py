@@ -81,7 +81,7 @@ def _routes() -> dict[type[Message], tuple[Handler, ...]]:
         trk.Opened: (reports.on_opened,),
         trk.Clicked: (reports.on_clicked,),
         # guard and accounts
-        grd.CampaignGuardTripped: (campaign_reactions.on_campaign_guard_tripped,),
+        grd.CampaignGuardTripped: (campaign_reactions.on_campaign_guard_tripped, delivery.on_guard_tripped),
         grd.PauseAccountCampaigns: (campaign_reactions.handle_pause_account_campaigns,),
         acc.LockAccountSending: (accounts.handle_lock_account_sending,),
         acc.AccountSendingLocked: (campaign_reactions.on_account_sending_locked,),

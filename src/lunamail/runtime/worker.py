@@ -39,7 +39,7 @@ from typing import Any
 
 from lunamail.domain.messages import from_json
 from lunamail.ports.deps import Deps
-from lunamail.ports.handlers import BatchSpec, batch_of
+from lunamail.ports.handlers import BatchSpec, batch_of, is_long_running
 from lunamail.ports.queue import Queue, QueueError, Received
 from lunamail.runtime.bus import Bus
 from lunamail.runtime.routing import Router
@@ -127,6 +127,12 @@ class Runtime:
                 if spec is not None:
                     self._batch_specs[q] = spec
         self._plain_queues = [q for q in self.queues if q not in self._batch_specs]
+        # Long-running handlers (batch sends) may hold all but one slot: the last one is for
+        # the short handlers (a guard trip must not wait until a batch finishes).
+        self._long_queues = [q for q in self._plain_queues if is_long_running(router.handler_for_queue(q))]
+        self._short_queues = [q for q in self._plain_queues if q not in self._long_queues]
+        self._long_limit = max(1, concurrency - 1) if self._short_queues else concurrency
+        self._long_in_flight = 0
         self._batches_in_flight: dict[str, int] = dict.fromkeys(self._batch_specs, 0)
         self.stats = RuntimeStats()
         self._lock = threading.Lock()
@@ -323,11 +329,22 @@ class Runtime:
             if recs:
                 out.append((queue, recs))
                 free -= 1
-        if free > 0 and self._plain_queues:
+        if free > 0 and self._short_queues:
             recs = self.queue.receive(
-                self._plain_queues, max_messages=free, visibility_timeout=self.visibility_timeout
+                self._short_queues, max_messages=free, visibility_timeout=self.visibility_timeout
             )
             if recs:
+                out.append((None, recs))
+                free -= len(recs)
+        with self._lock:
+            room = min(free, self._long_limit - self._long_in_flight)
+        if room > 0 and self._long_queues:
+            recs = self.queue.receive(
+                self._long_queues, max_messages=room, visibility_timeout=self.visibility_timeout
+            )
+            if recs:
+                with self._lock:
+                    self._long_in_flight += len(recs)
                 out.append((None, recs))
         return out
 
@@ -435,6 +452,8 @@ class Runtime:
             beat.cancel()
             with self._lock:
                 self.stats.in_flight -= 1
+                if rec.queue in self._long_queues:
+                    self._long_in_flight -= 1
 
     async def _heartbeat(self, rec: Received, finished: threading.Event) -> None:
         """Keep the message hidden while its handler runs longer than a fraction of the

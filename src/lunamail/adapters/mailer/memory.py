@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from lunamail.ports.mailer import OutgoingMail, SendResult
+from lunamail.ports.mailer import OutgoingMail, SendResult, StopCheck
 
 Reply = tuple[int, str]
 Script = Reply | Sequence[Reply]
@@ -35,10 +35,17 @@ class MemoryMailer:
         self._seen[rcpt.lower()] = i + 1
         return seq[min(i, len(seq) - 1)]
 
-    def send(self, mails: Iterable[OutgoingMail], on_result: Callable[[SendResult], None]) -> None:
+    def send(
+        self,
+        mails: Iterable[OutgoingMail],
+        on_result: Callable[[SendResult], None],
+        stop: StopCheck | None = None,
+    ) -> None:
         if self.closed:
             raise RuntimeError("MemoryMailer is closed")
         for mail in mails:
+            if stop is not None and stop():
+                return
             with self._lock:
                 self.attempts.append(mail)
                 code, text = self._reply(mail.rcpt_to)

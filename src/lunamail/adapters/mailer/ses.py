@@ -47,7 +47,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lunamail.lib.pacing import chunk_size
-from lunamail.ports.mailer import OutgoingMail, SendResult
+from lunamail.ports.mailer import OutgoingMail, SendResult, StopCheck
 from lunamail.ports.pacer import Pacer
 
 TAG_HEADERS = {b"x-lunamail-account": "lm_account", b"x-lunamail-campaign": "lm_campaign"}
@@ -179,9 +179,15 @@ class SesMailer:
 
     # ------------------------------------------------------------ sending
 
-    def send(self, mails: Iterable[OutgoingMail], on_result: Callable[[SendResult], None]) -> None:
+    def send(
+        self,
+        mails: Iterable[OutgoingMail],
+        on_result: Callable[[SendResult], None],
+        stop: StopCheck | None = None,
+    ) -> None:
         """At most ``2 * concurrency`` mails are pending at once, so the caller's iterator
-        (rendering) stays ahead of the calls without loading the whole batch."""
+        (rendering) stays ahead of the calls without loading the whole batch (and a
+        ``stop`` leaves at most that many calls to finish)."""
         if self._closed:
             raise RuntimeError("SesMailer is closed")
         it: Iterator[OutgoingMail] = iter(mails)
@@ -190,6 +196,8 @@ class SesMailer:
         error: BaseException | None = None
         exhausted = False
         while True:
+            if not exhausted and stop is not None and stop():
+                exhausted = True
             if not exhausted and error is None and len(pending) < limit:
                 try:
                     chunk = list(islice(it, limit - len(pending)))
@@ -199,7 +207,7 @@ class SesMailer:
                 exhausted = exhausted or not chunk
             if not pending:
                 break
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            done, pending = wait(pending, timeout=None if stop is None else 0.1, return_when=FIRST_COMPLETED)
             for fut in done:
                 result = fut.result()
                 if error is None:

@@ -29,7 +29,7 @@ from itertools import islice
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from lunamail.ports.mailer import OutgoingMail, SendResult
+from lunamail.ports.mailer import OutgoingMail, SendResult, StopCheck
 from lunamail.ports.pacer import Pacer
 
 __all__ = ["SmtpMailer", "SmtpSettings"]
@@ -72,8 +72,10 @@ class _ServerClosing(Exception):
 class _Job:
     # results cross to the calling thread in lists, one hand-off per loop tick: waking
     # the caller once per reply costs more GIL ping-pong than the SMTP work itself
-    results: queue.SimpleQueue[list[SendResult]] = field(default_factory=queue.SimpleQueue)
+    # an int is a count of mails withdrawn after a stop (they get no result)
+    results: queue.SimpleQueue[list[SendResult] | int] = field(default_factory=queue.SimpleQueue)
     pending: list[SendResult] = field(default_factory=list)
+    stopped: bool = False  # set on the loop: start no new transaction for this job
 
 
 @dataclass(slots=True)
@@ -291,10 +293,20 @@ class SmtpMailer:
 
     # -- caller side (any thread) ---------------------------------------------------
 
-    def send(self, mails: Iterable[OutgoingMail], on_result: Callable[[SendResult], None]) -> None:
+    def send(
+        self,
+        mails: Iterable[OutgoingMail],
+        on_result: Callable[[SendResult], None],
+        stop: StopCheck | None = None,
+    ) -> None:
         """Feed mails to the loop in small chunks (so rendering in the caller overlaps with
         sending, and memory stays bounded), and call ``on_result`` in this thread as
-        replies arrive.  Returns when every mail fed has a result."""
+        replies arrive.  Returns when every mail fed has a result.
+
+        ``stop`` is asked at least every 0.1 s.  When it says so, the mails still queued
+        in the loop are withdrawn (no result); each connection finishes only what it was
+        already handed: the message whose DATA went out and the one whose commands did
+        (pipelining depth 2)."""
         if self._closing:
             raise RuntimeError("SmtpMailer is closed")
         job = _Job()
@@ -304,8 +316,11 @@ class SmtpMailer:
         exhausted = False
         error: BaseException | None = None
 
-        def deliver(batch: list[SendResult]) -> None:
+        def deliver(batch: list[SendResult] | int) -> None:
             nonlocal done, error
+            if isinstance(batch, int):  # withdrawn after a stop
+                done += batch
+                return
             done += len(batch)
             for r in batch:
                 if error is None:
@@ -321,6 +336,10 @@ class SmtpMailer:
                 except queue.Empty:
                     break
                 deliver(r)
+            if stop is not None and not job.stopped and stop():
+                job.stopped = True  # the loop drops what it pops from now on; _withdraw the rest
+                self._loop.call_soon_threadsafe(self._withdraw, job)
+                exhausted = True
             if not exhausted and error is None and fed - done < limit:
                 try:
                     chunk = [_Item(m, job) for m in islice(it, _FEED_CHUNK)]
@@ -333,7 +352,11 @@ class SmtpMailer:
                 exhausted = True
             if done == fed and (exhausted or error is not None):
                 break
-            deliver(job.results.get())
+            if stop is None or job.stopped:
+                deliver(job.results.get())
+            else:
+                with contextlib.suppress(queue.Empty):
+                    deliver(job.results.get(timeout=0.1))
         if error is not None:
             raise error
 
@@ -362,6 +385,20 @@ class SmtpMailer:
     def _enqueue(self, items: list[_Item]) -> None:
         self._queue.extend(items)
         self._wake()
+
+    def _withdraw(self, job: _Job) -> None:
+        """A stop: take this job's mails that no connection has started off the queue."""
+        job.stopped = True
+        keep = deque(i for i in self._queue if i.job is not job)
+        n = len(self._queue) - len(keep)
+        self._queue = keep
+        if n:
+            job.results.put(n)
+
+    @staticmethod
+    def _drop(item: _Item) -> None:
+        """A mail of a stopped job that no transaction holds any more: no result."""
+        item.job.results.put(1)
 
     def _wake(self) -> None:
         idle, self._idle = self._idle, []
@@ -397,7 +434,9 @@ class SmtpMailer:
             code, text = 451, f"4.4.2 {code} {text}"
         retry = []
         for item in items:
-            if item.attempts == 0:
+            if item.job.stopped:  # no fresh transaction after a stop: the caller resends later
+                self._drop(item)
+            elif item.attempts == 0:
                 item.attempts = 1
                 retry.append(item)
             else:
@@ -557,6 +596,9 @@ class SmtpMailer:
                     code, text = await self._reply_for(conn, tail_item)
                     self._report(conn, tail_item, code, text)
                 return
+            if item.job.stopped:
+                self._drop(item)
+                continue
             mail = item.mail
             if size_limit and len(mail.data) > size_limit:
                 self._report(None, item, 552, f"5.3.4 message size {len(mail.data)} exceeds relay limit {size_limit}")
@@ -568,6 +610,9 @@ class SmtpMailer:
                         conn.write(tail)
                         tail = b""
                     await asyncio.sleep(wait)
+                    if item.job.stopped:  # stopped while waiting for its slot
+                        self._drop(item)
+                        continue
             conn.inflight.append(item)
             cmds = f"MAIL FROM:<{mail.mail_from}>\r\nRCPT TO:<{mail.rcpt_to}>\r\nDATA\r\n".encode()
             if need_rset:

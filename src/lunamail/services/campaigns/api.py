@@ -505,8 +505,9 @@ def pause(deps: Deps, account: str, campaign_id: str, reason: str = "") -> Campa
     def step(c: Campaign) -> Campaign:
         return c.transition(Action.PAUSE, deps.clock.now(), reason=reason)
 
+    now = deps.clock.now()
     store.change(deps, account, campaign_id, step)
-    return CampaignPaused(account=account, campaign=campaign_id, reason=reason)
+    return CampaignPaused(account=account, campaign=campaign_id, reason=reason, at=now)
 
 
 def resume(deps: Deps, account: str, campaign_id: str) -> CampaignResumed:
@@ -520,8 +521,9 @@ def resume(deps: Deps, account: str, campaign_id: str) -> CampaignResumed:
             raise PreSendCheckFailed(lock_problem(lock))
         return resumed
 
+    now = deps.clock.now()
     store.change(deps, account, campaign_id, step)
-    return CampaignResumed(account=account, campaign=campaign_id)
+    return CampaignResumed(account=account, campaign=campaign_id, at=now)
 
 
 def cancel(deps: Deps, account: str, campaign_id: str) -> CampaignCancelled:
@@ -530,8 +532,9 @@ def cancel(deps: Deps, account: str, campaign_id: str) -> CampaignCancelled:
     def step(c: Campaign) -> Campaign:
         return c.transition(Action.CANCEL, deps.clock.now())
 
+    now = deps.clock.now()
     store.change(deps, account, campaign_id, step)
-    return CampaignCancelled(account=account, campaign=campaign_id)
+    return CampaignCancelled(account=account, campaign=campaign_id, at=now)
 
 
 def is_editable(c: Campaign) -> bool:

@@ -45,7 +45,7 @@ def _pause(deps: Deps, account: str, campaign: str, reason: str) -> CampaignPaus
         current = store.find(deps, account, campaign)
         if current is None or current.status != CampaignStatus.PAUSED or current.reason != reason:
             return None
-    return CampaignPaused(account=account, campaign=campaign, reason=reason)
+    return CampaignPaused(account=account, campaign=campaign, reason=reason, at=deps.clock.now())
 
 
 def on_campaign_guard_tripped(msg: CampaignGuardTripped, deps: Deps) -> list[Message]:

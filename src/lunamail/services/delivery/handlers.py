@@ -5,6 +5,7 @@ from lunamail.services.delivery.planning import (
     on_campaign_paused,
     on_campaign_resumed,
     on_campaign_send_started,
+    on_guard_tripped,
     on_recipients_selected,
     resume_parked,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "on_campaign_paused",
     "on_campaign_resumed",
     "on_campaign_send_started",
+    "on_guard_tripped",
     "on_recipients_selected",
     "resume_parked",
     "send_batch",

@@ -26,6 +26,7 @@ def record_key(account: str, campaign: str, email: str) -> tuple[str, str]:
 
 
 META = "META"
+CTRL = "CTRL"  # the operator's control state (sending / paused / cancelled), read while sending
 
 
 def stats_sk(token: str) -> str:

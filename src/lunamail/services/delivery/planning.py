@@ -26,6 +26,7 @@ from lunamail.domain.delivery import (
     SelectRecipients,
     SendBatch,
 )
+from lunamail.domain.guard import CampaignGuardTripped
 from lunamail.domain.messages import Message
 from lunamail.ports.deps import Deps
 from lunamail.ports.itemstore import (
@@ -37,7 +38,7 @@ from lunamail.ports.itemstore import (
     Update,
     attr_equals,
 )
-from lunamail.services.delivery import keys
+from lunamail.services.delivery import control, keys
 
 
 class CampaignNotStarted(LookupError):
@@ -122,7 +123,7 @@ def on_recipients_selected(msg: RecipientsSelected, deps: Deps) -> list[Message]
         ])
 
     out: list[Message] = [RecipientsPlanned(account=account, campaign=campaign, seq=seq, count=claimed)]
-    if meta.get("status") != "cancelled":
+    if control.read(deps, account, campaign, meta) != "cancelled":
         out += [
             SendBatch(account=account, campaign=campaign, batch=b, recipients=tuple(rs))
             for b, rs in batches.items()
@@ -166,28 +167,45 @@ def check_progress(deps: Deps, account: str, campaign: str) -> list[Message]:
 # ------------------------------------------------------------ pause / resume / cancel
 
 
-def _set_status(deps: Deps, account: str, campaign: str, status: str) -> bool:
+def set_status(deps: Deps, account: str, campaign: str, status: control.State, at: float,
+                reason: str = "") -> bool:
+    """Record the decision in the control item (what running batches read) and, for
+    readers of the delivery copy, in its status.  False when the campaign is unknown,
+    already delivered, or a later decision is on record."""
+    meta = deps.store.get(keys.campaign_pk(account, campaign), keys.META)
+    if meta is None or meta.get("delivered"):
+        return False  # unknown or already delivered: nothing to pause
+    if not control.decide(deps, account, campaign, status, at, reason):
+        return False
     try:
         deps.store.update(keys.campaign_pk(account, campaign), keys.META, set={"status": status},
                           condition=attr_equals(delivered=False))
         return True
     except ConditionFailed:
-        return False  # unknown or already delivered: nothing to pause
+        return False
 
 
 def on_campaign_paused(msg: CampaignPaused, deps: Deps) -> list[Message]:
-    """Batches that start from now on park themselves instead of sending."""
-    _set_status(deps, msg.account, msg.campaign, "paused")
+    """Running batches stop within a control interval; batches that start later park."""
+    set_status(deps, msg.account, msg.campaign, "paused", msg.at, msg.reason)
     return []
 
 
 def on_campaign_cancelled(msg: CampaignCancelled, deps: Deps) -> list[Message]:
-    _set_status(deps, msg.account, msg.campaign, "cancelled")
+    set_status(deps, msg.account, msg.campaign, "cancelled", msg.at)
+    return []
+
+
+def on_guard_tripped(msg: CampaignGuardTripped, deps: Deps) -> list[Message]:
+    """Stop the campaign's batches at once; the campaigns service records the pause too
+    (and a person resumes it), but through a queue hop that may wait behind batches."""
+    set_status(deps, msg.account, msg.campaign, "paused", msg.at,
+                f"paused by the reputation guard: {msg.reason}")
     return []
 
 
 def on_campaign_resumed(msg: CampaignResumed, deps: Deps) -> list[Message]:
-    if not _set_status(deps, msg.account, msg.campaign, "sending"):
+    if not set_status(deps, msg.account, msg.campaign, "sending", msg.at):
         return []
     return resume_parked(ResumeParked(account=msg.account, campaign=msg.campaign), deps)
 
@@ -217,7 +235,7 @@ def park(deps: Deps, msg: SendBatch) -> bool:
     pk = keys.campaign_pk(msg.account, msg.campaign)
     deps.store.put({"pk": pk, "sk": keys.park_sk(msg.batch), "batch": msg.batch,
                     "recipients": list(msg.recipients), "attempt": msg.attempt})
-    if load_meta(deps, msg.account, msg.campaign).get("status") == "paused":
+    if control.read(deps, msg.account, msg.campaign, load_meta(deps, msg.account, msg.campaign)) != "sending":
         return True
     try:
         deps.store.delete(pk, keys.park_sk(msg.batch), condition=IF_EXISTS)

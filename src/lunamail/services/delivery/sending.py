@@ -19,6 +19,7 @@ from typing import Any
 from lunamail.domain.delivery import BatchSent, SendBatch
 from lunamail.domain.messages import Later, Message
 from lunamail.ports.deps import Deps
+from lunamail.ports.handlers import long_running
 from lunamail.ports.itemstore import (
     IF_ABSENT,
     ConditionFailed,
@@ -27,7 +28,7 @@ from lunamail.ports.itemstore import (
     attr_equals,
 )
 from lunamail.ports.mailer import OutgoingMail, SendResult
-from lunamail.services.delivery import keys
+from lunamail.services.delivery import control, keys
 from lunamail.services.delivery.planning import check_progress, load_meta, park
 from lunamail.services.delivery.prepare import prepared_campaign
 
@@ -52,6 +53,7 @@ class Recorder:
         self._lock = threading.Lock()
         self._pending: list[SendResult] = []
         self._max_attempts = max(1, deps.settings.defer_max_attempts)
+        self.answered: set[str] = set()  # recipients with a result in this run
         self._stats_pk = keys.campaign_pk(msg.account, msg.campaign)
         self._stats_sk = keys.stats_sk(msg.batch)
         self.throttled = 0
@@ -59,6 +61,7 @@ class Recorder:
     def on_result(self, result: SendResult) -> None:
         with self._lock:
             self._pending.append(result)
+            self.answered.add(str(result.ref))
             if result.throttled:
                 self.throttled += 1
             if len(self._pending) >= GROUP:
@@ -156,14 +159,16 @@ def take_lease(deps: Deps, msg: SendBatch, owner: str) -> None:
         raise BatchBusy(msg.batch, until) from e
 
 
+@long_running
 def send_batch(msg: SendBatch, deps: Deps) -> list[Message | Later]:
     """Send the recipients of one batch that have no final outcome yet."""
     if deps.mailer is None:
         raise RuntimeError("no mailer configured")
     meta = load_meta(deps, msg.account, msg.campaign)
-    if meta.get("status") == "cancelled" or meta.get("delivered"):
+    state = control.read(deps, msg.account, msg.campaign, meta)
+    if state == "cancelled" or meta.get("delivered"):
         return []
-    if meta.get("status") == "paused" and park(deps, msg):
+    if state == "paused" and park(deps, msg):
         return []
 
     owner = uuid.uuid4().hex
@@ -185,18 +190,39 @@ def send_batch(msg: SendBatch, deps: Deps) -> list[Message | Later]:
             todo.append(r)
 
     recorder = Recorder(deps, msg, previous, owner)
+    stop = control.StopCheck(deps, msg.account, msg.campaign, "sending")
 
     def mails() -> Iterator[OutgoingMail]:
         for r in todo:
+            if stop.state != "sending":
+                return
             yield prepared.build(r)
 
     try:
         if todo:
-            deps.mailer.send(mails(), recorder.on_result)
+            deps.mailer.send(mails(), recorder.on_result, stop)
     finally:
         recorder.close()
 
-    return summarise(deps, msg, recipients, record_keys)
+    out = summarise(deps, msg, recipients, record_keys)
+    unsent = tuple(r for r in todo if r["email"] not in recorder.answered)
+    if unsent and stop.state != "cancelled":
+        # Stopped mid-batch: the rest continues under a batch id of its own (each id is
+        # counted once by the reports), parked until a resume.
+        rest = SendBatch(account=msg.account, campaign=msg.campaign, batch=continued(msg.batch),
+                         recipients=unsent, attempt=msg.attempt)
+        if stop.state != "paused" or not park(deps, rest):
+            out.append(rest)
+    return out
+
+
+_CONTINUED = re.compile(r"^(.*)\.p(\d+)$")
+
+
+def continued(batch: str) -> str:
+    """The id of what is left of ``batch`` after a stop: ``3-0`` -> ``3-0.p1`` -> ``3-0.p2``."""
+    m = _CONTINUED.match(batch)
+    return f"{m.group(1)}.p{int(m.group(2)) + 1}" if m else f"{batch}.p1"
 
 
 def summarise(

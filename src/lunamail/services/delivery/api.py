@@ -1,0 +1,24 @@
+"""What the doors call on delivery directly (everything else reaches it by events)."""
+
+from __future__ import annotations
+
+from lunamail.domain.campaigns import CampaignCancelled, CampaignPaused
+from lunamail.ports.deps import Deps
+from lunamail.services.delivery import control
+from lunamail.services.delivery.planning import set_status
+
+__all__ = ["apply_stop"]
+
+
+def apply_stop(deps: Deps, event: CampaignPaused | CampaignCancelled) -> float:
+    """Write a pause or cancel the campaigns service just accepted into delivery's control
+    item now, instead of when the event's turn in the queue comes (every handler slot of
+    a busy worker may be running a batch).  Returns how long the caller should wait until
+    every running batch has seen it (0 when nothing of the campaign is being sent), so a
+    door can answer only once the stop has taken effect.  The event is published as well:
+    its handler finds the decision on record."""
+    if isinstance(event, CampaignPaused):
+        applied = set_status(deps, event.account, event.campaign, "paused", event.at, event.reason)
+    else:
+        applied = set_status(deps, event.account, event.campaign, "cancelled", event.at)
+    return control.SETTLE if applied else 0.0
