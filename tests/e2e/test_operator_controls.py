@@ -28,7 +28,13 @@ from lunamail.services.campaigns import api as campaigns
 from lunamail.services.delivery import control
 from lunamail.services.guard import api as guard
 from lunamail.services.reports import api as reports
-from tests.e2e.campaign_support import ACCOUNT, Audience, check_messages, make_audience, make_campaign
+from tests.e2e.campaign_support import (
+    ACCOUNT,
+    Audience,
+    check_messages,
+    make_audience,
+    make_campaign,
+)
 
 RECIPIENTS = 1_500
 WORKERS = 2
