@@ -351,9 +351,9 @@ def test_pause_resume_cancel_and_delivered(deps: Deps, clock: FakeClock) -> None
         api.pause(deps, ACCT, c.id)
     api.send_now(deps, ACCT, c.id)
     ev = api.pause(deps, ACCT, c.id, reason="bounce  rate\nhigh")
-    assert ev == CampaignPaused(account=ACCT, campaign=c.id, reason="bounce rate high")
+    assert ev == CampaignPaused(account=ACCT, campaign=c.id, reason="bounce rate high", at=START)
     assert api.get(deps, ACCT, c.id).reason == "bounce rate high"
-    assert api.resume(deps, ACCT, c.id) == CampaignResumed(account=ACCT, campaign=c.id)
+    assert api.resume(deps, ACCT, c.id) == CampaignResumed(account=ACCT, campaign=c.id, at=START)
     clock.advance(100)
     done = CampaignDelivered(account=ACCT, campaign=c.id, planned=2, sent=2, failed=0, at=clock.now())
     assert handlers.on_campaign_delivered(done, deps) == []
