@@ -311,6 +311,9 @@ class SmtpMailer:
             raise RuntimeError("SmtpMailer is closed")
         job = _Job()
         limit = max(256, 64 * self.settings.connections)
+        rate = self.pacer.current_rate() if self.pacer is not None else 0.0
+        if rate > 0:  # paced: hold about a quarter second of mails, so a stop wastes no slots
+            limit = max(4 * self.settings.connections, min(limit, int(rate / 4)))
         it = iter(mails)
         fed = done = 0
         exhausted = False

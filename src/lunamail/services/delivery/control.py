@@ -35,6 +35,15 @@ SETTLE = CONTROL_INTERVAL + 0.25
 """How long after writing a stop every running batch has seen it (one read interval
 plus the mailer's 0.1 s look and some slack)."""
 
+SLICE = 0.3
+"""Seconds a batch run hands out new mails before it ends and chains what is left as a
+new batch: its outcomes reach the reports (and the guard) every slice, not every batch,
+and a long batch never holds a handler slot for long."""
+
+SLICE_DRAIN = 0.3
+"""After the slice, seconds the mails already handed to the mailer may take before the
+ones no connection has started are withdrawn too (a paced or slow relay)."""
+
 _STATES = ("sending", "paused", "cancelled")
 
 
@@ -74,15 +83,25 @@ def decide(deps: Deps, account: str, campaign: str, state: State, at: float, rea
 
 class StopCheck:
     """The ``stop`` a running batch hands its mailer: reads the control item at most every
-    ``CONTROL_INTERVAL`` seconds (a clock comparison otherwise)."""
+    ``CONTROL_INTERVAL`` seconds (a clock comparison otherwise), and ends the batch's slice.
+
+    The slice runs on the deps' clock (a test's fixed clock never ends one)."""
 
     def __init__(self, deps: Deps, account: str, campaign: str, state: State) -> None:
         self._deps, self._account, self._campaign = deps, account, campaign
         self.state: State = state
         self._next = time.monotonic() + CONTROL_INTERVAL
+        start = deps.clock.now()
+        self._soft, self._hard = start + SLICE, start + SLICE + SLICE_DRAIN
+
+    def feeding(self) -> bool:
+        """Whether to hand the mailer one more mail (asked per mail: two comparisons)."""
+        return self.state == "sending" and self._deps.clock.now() < self._soft
 
     def __call__(self) -> bool:
         if self.state != "sending":
+            return True
+        if self._deps.clock.now() >= self._hard:
             return True
         now = time.monotonic()
         if now < self._next:

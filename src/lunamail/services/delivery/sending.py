@@ -194,7 +194,7 @@ def send_batch(msg: SendBatch, deps: Deps) -> list[Message | Later]:
 
     def mails() -> Iterator[OutgoingMail]:
         for r in todo:
-            if stop.state != "sending":
+            if not stop.feeding():
                 return
             yield prepared.build(r)
 
@@ -207,8 +207,9 @@ def send_batch(msg: SendBatch, deps: Deps) -> list[Message | Later]:
     out = summarise(deps, msg, recipients, record_keys)
     unsent = tuple(r for r in todo if r["email"] not in recorder.answered)
     if unsent and stop.state != "cancelled":
-        # Stopped mid-batch: the rest continues under a batch id of its own (each id is
-        # counted once by the reports), parked until a resume.
+        # Stopped mid-batch (the slice ended, or a pause): the rest continues under a batch
+        # id of its own (each id is counted once by the reports); after a pause it is parked
+        # until a resume.
         rest = SendBatch(account=msg.account, campaign=msg.campaign, batch=continued(msg.batch),
                          recipients=unsent, attempt=msg.attempt)
         if stop.state != "paused" or not park(deps, rest):

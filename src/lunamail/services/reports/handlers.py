@@ -168,13 +168,28 @@ def on_batch_sent(msg: BatchSent, deps: Deps) -> list[Message]:
         set_={"last_batch_at": msg.at},
         minute_add={"sent": msg.sent, "failed": msg.failed}, at=msg.at,
     )
+    _finish_when_counted(deps, msg.account, msg.campaign)
     return []
 
 
 def on_delivered(msg: CampaignDelivered, deps: Deps) -> list[Message]:
-    _set_status(deps, msg.account, msg.campaign, "sent", lambda cur: cur != "cancelled",
-                finished_at=msg.at)
+    """Delivery has an outcome for everybody.  Its batches' counts may still be on their
+    way (other queues), so the report says ``sent`` only once it has counted them all."""
+    deps.store.update(report_pk(msg.account, msg.campaign), k.STATS,
+                      set={"finished_at": msg.at, "outcomes": msg.sent + msg.failed}, add={"v": 1})
+    _finish_when_counted(deps, msg.account, msg.campaign)
     return []
+
+
+def _finish_when_counted(deps: Deps, account: str, campaign: str) -> None:
+    """``sent`` (``failed`` when nobody was sent to) once every outcome is counted."""
+    item = deps.store.get(report_pk(account, campaign), k.STATS)
+    if item is None or "outcomes" not in item or item.get("status") in ("sent", "failed", "cancelled"):
+        return
+    sent, failed = int(item.get("sent", 0)), int(item.get("failed", 0))
+    if sent + failed >= int(item["outcomes"]):
+        _set_status(deps, account, campaign, "sent" if sent or not failed else "failed",
+                    lambda cur: cur not in ("sent", "failed", "cancelled"))
 
 
 def on_paused(msg: CampaignPaused, deps: Deps) -> list[Message]:
