@@ -77,6 +77,7 @@ def test_paced_send_moves_the_report_within_a_batch(tmp_path: Path) -> None:
             stop.set()
             watcher.join()
         assert done
+        samples.append((time.monotonic(), int(reports.campaign_report(deps, ACCOUNT, camp)["sent"])))
         moves = [(t, n) for (t, n), (_, before) in zip(samples[1:], samples, strict=False) if n != before]
         first = next(t for t, n in samples if n > 0)
         gaps = [b - a for (a, _), (b, _) in itertools.pairwise(moves)]
