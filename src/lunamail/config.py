@@ -79,8 +79,11 @@ class Settings:
     router: str = _s("", "`module:attr` of a routing table to run instead of the built-in one (tests, plugins)")
     import_chunk_rows: int = _s(50_000, "CSV rows per import handler run")
     # feedback and tracking
-    soft_bounce_limit: int = _s(3, "soft bounces within the window that suppress an address (per-account override)")
-    soft_bounce_window_days: float = _s(30.0, "window of the soft-bounce limit, in days")
+    soft_bounce_limit: int = _s(3, "soft bounces (spread over the spread, within the window) that suppress an "
+                                "address (per-account override)")
+    soft_bounce_window_days: float = _s(30.0, "soft bounces older than this are forgotten, in days")
+    soft_bounce_spread_days: float = _s(7.0, "the soft bounces that suppress an address must span this many days "
+                                        "(at most one counts per day)")
     tracking_link_max_age_days: float = _s(0.0, "refuse open and click links older than this; 0 = never")
     bot_click_window_seconds: float = _s(10.0, "clicks this soon after delivery on every link count as a scanner's")
     sns_topic_arns: tuple[str, ...] = _s((), "SNS topics (ARNs or `fnmatch` patterns, comma-separated) whose "

@@ -104,12 +104,15 @@ def test_hard_bounce_and_complaint_reach_every_list(system: System) -> None:
     assert counts(system, news) == {"subscribed": 2, "bounced": 1, "complained": 1}
 
 
-def test_three_soft_bounces_suppress(system: System) -> None:
+def test_three_soft_bounces_over_a_week_suppress(system: System) -> None:
     news, offers = setup_lists(system, "pat.kim@example.org")
     base = (CORPUS / "postfix_soft_422_quota.eml").read_bytes()
+    t0 = system.deps.clock.now()
     for i in range(3):
-        # three distinct bounce messages (each MTA report has its own bytes)
-        feed(system, base + f"\n-- retry {i}\n".encode())
+        # three distinct bounce messages (each MTA report has its own bytes), days apart
+        cmd = ingest.store_raw(system.deps, A, base + f"\n-- retry {i}\n".encode())
+        system.bus.publish([IngestRaw(account=A, blob_key=cmd.blob_key, sha256=cmd.sha256,
+                                      received_at=t0 + i * 3.5 * 86400, ingest_id=cmd.ingest_id)])
         run(system)
         expected = "bounced" if i == 2 else "subscribed"
         assert status(system, news, "pat.kim@example.org") == expected, i

@@ -32,7 +32,7 @@ def check(result: Classification) -> None:
     assert isinstance(result, Classification)
     doc = result.to_dict()
     assert doc["kind"] in KINDS
-    assert doc["bounce_type"] in (None, "hard", "soft")
+    assert doc["bounce_type"] in (None, "hard", "soft", "sender")
     assert (doc["bounce_type"] is not None) == (doc["kind"] == "bounce")
     assert all(isinstance(r, str) for r in doc["recipients"])
     orjson.dumps(doc)

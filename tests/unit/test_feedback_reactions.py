@@ -202,21 +202,38 @@ def run_policy(deps: Deps, msg: Bounced) -> list[Message]:
     return out
 
 
-def test_three_soft_bounces_within_the_window_count_as_hard(deps: Deps) -> None:
+def test_three_soft_bounces_spread_over_a_week_count_as_hard(deps: Deps) -> None:
     news, offers, _ = lists(deps)
     t0 = 1_700_000_000.0
     assert run_policy(deps, bounce("soft", t0, id="b1")) == []
-    assert run_policy(deps, bounce("soft", t0 + DAY, id="b2")) == []
+    assert run_policy(deps, bounce("soft", t0 + 3 * DAY, id="b2")) == []
+    assert run_policy(deps, bounce("soft", t0 + 5 * DAY, id="b2b")) == []  # 3 of them, but over 5 days
     assert status(deps, news) == "subscribed" and not api.is_suppressed(deps, A, EMAIL)
-    events = run_policy(deps, bounce("soft", t0 + 2 * DAY, id="b3"))
+    events = run_policy(deps, bounce("soft", t0 + 7 * DAY, id="b3"))
     assert names(events) == ["feedback.SoftBounceLimitReached", "audience.AddressSuppressed"]
     reached = events[0]
     assert isinstance(reached, SoftBounceLimitReached)
-    assert (reached.count, reached.window_days, reached.email) == (3, 30.0, EMAIL)
+    assert (reached.count, reached.window_days, reached.email) == (4, 30.0, EMAIL)
     assert status(deps, news) == status(deps, offers) == "bounced"
     reason = api.list_suppressions(deps, A)[0][0]["reason"]
-    assert reason.startswith("soft bounces: 3 in 30 days, last 4.2.2")
+    assert reason.startswith("soft bounces: 4 in 30 days, last 4.2.2")
     assert counts(deps, news) == {"subscribed": 1, "bounced": 1}
+
+
+def test_soft_bounces_in_one_afternoon_count_once(deps: Deps) -> None:
+    t0 = 1_700_000_000.0 - 1_700_000_000.0 % DAY + 12 * 3600  # noon
+    for i in range(6):
+        assert run_policy(deps, bounce("soft", t0 + i * 600, id=f"pm{i}")) == []
+    assert not api.is_suppressed(deps, A, EMAIL)
+    # the same afternoon again a week later is the second day, not the seventh bounce
+    assert run_policy(deps, bounce("soft", t0 + 7 * DAY, id="later")) == []
+
+
+def test_sender_side_bounces_are_never_counted(deps: Deps) -> None:
+    t0 = 1_700_000_000.0
+    for i in range(5):
+        assert policy.count_soft_bounce(bounce("sender", t0 + i * 3 * DAY, id=f"x{i}"), deps) == []
+    assert deps.store.get(policy.soft_bounce_pk(A), f"E#{EMAIL.lower()}") is None
 
 
 def test_redelivered_soft_bounces_are_counted_once(deps: Deps) -> None:
@@ -224,10 +241,10 @@ def test_redelivered_soft_bounces_are_counted_once(deps: Deps) -> None:
     first = bounce("soft", t0)  # no id: one is derived from the content
     for _ in range(5):
         assert policy.count_soft_bounce(first, deps) == []
-    assert policy.count_soft_bounce(bounce("soft", t0 + 1, id="x"), deps) == []
-    [reached] = policy.count_soft_bounce(bounce("soft", t0 + 2, id="y"), deps)
+    assert policy.count_soft_bounce(bounce("soft", t0 + 4 * DAY, id="x"), deps) == []
+    [reached] = policy.count_soft_bounce(bounce("soft", t0 + 8 * DAY, id="y"), deps)
     # the bounce that reached the limit, redelivered: the same event again (for at-least-once)
-    assert policy.count_soft_bounce(bounce("soft", t0 + 2, id="y"), deps) == [reached]
+    assert policy.count_soft_bounce(bounce("soft", t0 + 8 * DAY, id="y"), deps) == [reached]
 
 
 def test_soft_bounces_outside_the_window_expire(deps: Deps) -> None:
@@ -241,14 +258,17 @@ def test_hard_bounces_are_not_counted_by_the_policy(deps: Deps) -> None:
 
 
 def test_limit_from_settings_and_from_the_account_policy_item() -> None:
-    deps = make_deps(soft_bounce_limit=2, soft_bounce_window_days=7)
-    assert policy.get_policy(deps, A) == policy.SoftBouncePolicy(2, 7.0)
+    deps = make_deps(soft_bounce_limit=2, soft_bounce_window_days=7, soft_bounce_spread_days=1)
+    assert policy.get_policy(deps, A) == policy.SoftBouncePolicy(2, 7.0, 1.0)
     assert policy.count_soft_bounce(bounce("soft", 0.0, id="a"), deps) == []
-    assert len(policy.count_soft_bounce(bounce("soft", 1.0, id="b"), deps)) == 1
-    assert policy.set_policy(deps, "strict", soft_bounce_limit=1) == policy.SoftBouncePolicy(1, 7.0)
+    assert len(policy.count_soft_bounce(bounce("soft", 1.0 + DAY, id="b"), deps)) == 1
+    assert policy.set_policy(deps, "strict", soft_bounce_limit=1, soft_bounce_spread_days=0) == (
+        policy.SoftBouncePolicy(1, 7.0, 0.0))
     strict = bounce("soft", 0.0, id="c", account="strict")
     assert [e.NAME for e in policy.count_soft_bounce(strict, deps)] == [
         "feedback.SoftBounceLimitReached"
     ]
     with pytest.raises(ValueError, match="limit"):
         policy.set_policy(deps, A, soft_bounce_limit=0)
+    with pytest.raises(ValueError, match="spread"):
+        policy.set_policy(deps, A, soft_bounce_spread_days=7)

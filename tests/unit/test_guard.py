@@ -92,10 +92,11 @@ def test_score_deductions_are_proportional_to_the_account_limits() -> None:
     score, reasons = reputation_score(Counts(sent=1000, bounces=40), t)
     assert score == 82 and [(r["code"], r["points"]) for r in reasons] == [("bounce_rate", -18)]
     score, reasons = reputation_score(Counts(sent=1000, bounces=40, complaints=2), t)
-    assert score == 64 and [r["points"] for r in reasons] == [-18, -18]
+    # 0.2% complaints against the 0.3% lock limit: 45 * 2/3 = 30 points
+    assert score == 52 and [r["points"] for r in reasons] == [-18, -30]
     score, reasons = reputation_score(Counts(sent=1000, bounces=40, complaints=2), t,
                                       locked_reason="too many bounces", recent_pauses=3)
-    assert score == 64 - 30 - 20
+    assert score == 52 - 30 - 20
     assert [r["code"] for r in reasons][-2:] == ["account_locked", "campaigns_paused"]
     assert "too many bounces" in reasons[-2]["message"]
     # a small sample weighs little: 10% bounces on 100 of 500 -> 45 * 1.0 * 0.2 = 9
@@ -241,7 +242,73 @@ def test_score_counts_recent_campaign_trips(deps: Deps) -> None:
         sent(deps, c, "0-0", 500)
         complaints(deps, c, 1)
     doc = api.score(deps, ACCT)
-    # complaints 2/1000 = 0.2% of the 0.5% limit -> 18 points; two campaigns tripped -> 20
-    assert doc["score"] == 100 - 18 - 20
+    # complaints 2/1000 = 0.2% of the 0.3% limit -> 30 points; two campaigns tripped -> 20
+    assert doc["score"] == 100 - 30 - 20
     assert {r["code"] for r in doc["reasons"]} == {"complaint_rate", "campaigns_paused"}
     assert doc["complaint_rate"] == pytest.approx(0.002) and doc["window_hours"] == 24
+
+
+# ---------------------------------------------------------------- complaints and refusing domains
+
+
+def test_complaints_pause_the_campaign_at_0_1_and_lock_the_account_at_0_3_percent(deps: Deps) -> None:
+    t = GuardThresholds()
+    assert (t.campaign_complaint, t.account_complaint) == (0.001, 0.003)
+    sent(deps, "c1", "0-0", 1000)
+    assert complaints(deps, "c1", 1) == []  # 0.1% does not pass 0.1%
+    tripped = complaints(deps, "c1", 1, start=1)  # 0.2%: the campaign pauses, the account stays open
+    assert [type(m) for m in tripped] == [CampaignGuardTripped]
+    assert complaints(deps, "c1", 1, start=2) == []  # 0.3%: at the lock limit, not past it
+    locked = complaints(deps, "c1", 1, start=3)
+    assert [type(m) for m in locked] == [AccountGuardTripped, LockAccountSending]
+    assert "0.40%" in locked[0].reason and "0.30%" in locked[0].reason
+
+
+def sender_refusals(deps: Deps, campaign: str, n: int, domain: str, status: str = "5.7.26", *,
+                    start: int = 0) -> list[Message]:
+    out: list[Message] = []
+    for i in range(start, start + n):
+        msg = Bounced(account=ACCT, campaign=campaign, email=f"p{i}@{domain}", bounce_type="sender",
+                      status=status, at=deps.clock.now())
+        out.extend(handlers.on_bounced(msg, deps))
+    return out
+
+
+def test_one_domain_refusing_the_sender_pauses_the_campaign_with_that_reason(deps: Deps) -> None:
+    sent(deps, "c1", "0-0", 600)
+    assert sender_refusals(deps, "c1", 19, "gmail.com") == []  # 19 < 20 refusals
+    assert sender_refusals(deps, "c1", 15, "yahoo.com", "4.7.0") == []
+    [trip] = sender_refusals(deps, "c1", 1, "gmail.com", start=19)
+    assert isinstance(trip, CampaignGuardTripped)
+    assert (trip.metric, trip.domain, trip.bounces) == ("domain", "gmail.com", 0)
+    assert trip.reason.startswith("gmail.com rejected 20 of 600 messages (3.33%): 5.7.26 DMARC")
+    assert "no recipient was suppressed" in trip.reason
+    # the same recipient's refusal again is not a new one; a tripped campaign trips once
+    assert sender_refusals(deps, "c1", 25, "gmail.com", start=10) == []
+
+
+def test_refusals_at_send_time_count_per_domain_and_hard_failures_do_not(deps: Deps) -> None:
+    failures = tuple(
+        [{"email": f"a{i}@gmail.com", "code": 550, "reply": "550 5.7.26 Unauthenticated email is not accepted "
+          "due to domain's DMARC policy"} for i in range(12)]
+        + [{"email": f"b{i}@gmail.com", "code": 550, "reply": "550 5.1.1 user unknown"} for i in range(30)]
+    )
+    msg = BatchSent(account=ACCT, campaign="c2", batch="0-0", attempt=0, sent=100, deferred=0,
+                    failed=len(failures), at=deps.clock.now(), failures=failures)
+    assert handlers.on_batch_sent(msg, deps) == []  # 12 refusals: under the 20 needed
+    more = BatchSent(account=ACCT, campaign="c2", batch="0-1", attempt=0, sent=0, deferred=0,
+                     failed=8, at=deps.clock.now(), failures=failures[:8])
+    [trip] = handlers.on_batch_sent(more, deps)
+    assert isinstance(trip, CampaignGuardTripped) and trip.domain == "gmail.com"
+    assert "gmail.com rejected 20 of 150 messages" in trip.reason
+
+
+def test_resuming_after_a_domain_trip_starts_its_count_again(deps: Deps) -> None:
+    sent(deps, "c1", "0-0", 100)
+    assert len(sender_refusals(deps, "c1", 20, "gmail.com")) == 1
+    handlers.on_campaign_resumed(CampaignResumed(account=ACCT, campaign="c1"), deps)
+    out: list[Message] = []
+    for i in range(20, 39):
+        out += handlers.on_bounced(Bounced(account=ACCT, campaign="c1", email=f"p{i}@gmail.com",
+                                           bounce_type="sender", status="5.7.26", at=deps.clock.now()), deps)
+    assert out == []  # 19 new refusals since the resume

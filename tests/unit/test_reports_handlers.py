@@ -117,7 +117,7 @@ def test_every_projection_counts_once_when_each_event_is_delivered_twice(deps: D
     assert report(deps) == once
     assert (once["status"], once["planned"], once["sent"], once["progress"]) == ("sent", 3, 3, 1.0)
     assert once["delivered"] == 1
-    assert once["bounced"] == {"hard": 1, "soft": 0, "total": 1}
+    assert once["bounced"] == {"hard": 1, "soft": 0, "sender": 0, "total": 1}
     assert once["complained"] == 1
     assert once["unsubscribed"] == 1
     assert once["opened"] == {"unique": 1, "total": 1, "machine": 1, "machine_unique": 1}
@@ -135,6 +135,30 @@ def test_unique_total_and_machine_opens_are_kept_apart(deps: Deps) -> None:
     assert [r["email"] for r in api.export_recipients(deps, A, C, "opened")] == ["a@x.org", "b@x.org"]
 
 
+def test_sender_side_rejections_are_counted_per_receiving_domain(deps: Deps) -> None:
+    def rej(email: str, status: str) -> Bounced:
+        return Bounced(account=A, campaign=C, email=email, bounce_type="sender", status=status, at=T0)
+
+    feed(deps, *(rej(f"p{i}@gmail.com", "5.7.26") for i in range(5)), rej("p0@gmail.com", "5.7.26"),
+         rej("q@gmail.com", "5.7.1"), rej("r@yahoo.com", "4.7.0"))
+    r = report(deps)
+    assert r["bounced"] == {"hard": 0, "soft": 0, "sender": 7, "total": 0}
+    assert r["rejected"] == [
+        {"domain": "gmail.com", "count": 6, "status": "5.7.26", "reason": "DMARC / authentication",
+         "statuses": {"5.7.26": 5, "5.7.1": 1}},
+        {"domain": "yahoo.com", "count": 1, "status": "4.7.0", "reason": "throttled", "statuses": {"4.7.0": 1}},
+    ]
+    assert r["rates"]["bounce_rate"] == 0.0  # not a recipient bounce
+
+
+def test_complaints_show_their_sources(deps: Deps) -> None:
+    feed(deps, Complained(account=A, campaign=C, email="a@x.org", source="arf", at=T0),
+         Complained(account=A, campaign=C, email="b@x.org", source="ses", at=T0),
+         Complained(account=A, campaign=C, email="c@x.org", source="ses", at=T0))
+    r = report(deps)
+    assert (r["complained"], r["complaint_sources"]) == (3, {"fbl": 1, "ses": 2})
+
+
 def test_events_without_an_id_are_deduplicated_by_their_content(deps: Deps) -> None:
     feed(deps, opened("a@x.org", at=T0), opened("a@x.org", at=T0), opened("a@x.org", at=T0 + 1))
     assert report(deps)["opened"]["total"] == 2
@@ -146,7 +170,7 @@ def test_bounces_count_once_per_recipient_and_type(deps: Deps) -> None:
 
     feed(deps, b("a@x.org", "soft"), b("a@x.org", "soft"), b("a@x.org", "hard"), b("b@X.ORG", "hard"),
          b("b@x.org", "hard"))  # the domain is case-folded like the audience does
-    assert report(deps)["bounced"] == {"hard": 2, "soft": 1, "total": 3}
+    assert report(deps)["bounced"] == {"hard": 2, "soft": 1, "sender": 0, "total": 3}
     rows = list(api.export_recipients(deps, A, C, "bounced"))
     assert [(r["email"], r["type"]) for r in rows] == [("a@x.org", "hard"), ("b@x.org", "hard")]
 

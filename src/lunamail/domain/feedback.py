@@ -16,15 +16,45 @@ from typing import Literal
 
 from lunamail.domain.messages import Command, Event, message
 
-BounceType = Literal["hard", "soft"]
+BounceType = Literal["hard", "soft", "sender"]
 FeedbackSource = Literal["dsn", "arf", "ses"]
+
+
+# What a sender-side status code is about, for reports ("gmail.com rejected 1,200:
+# 5.7.26 DMARC").  Most specific first; matched on the code's prefix.
+_SENDER_REASONS: tuple[tuple[str, str], ...] = (
+    ("5.7.26", "DMARC / authentication"), ("5.7.509", "DMARC"), ("5.7.23", "SPF"),
+    ("5.7.25", "no PTR record"), ("5.7.27", "sender domain has no MX"), ("5.7.28", "IP reputation"),
+    ("4.7.28", "IP rate limit"), ("5.7.606", "IP blocked"), ("5.7.708", "IP blocked"),
+    ("5.7.350", "spam"), ("4.2.1", "rate limit"), ("5.2.1", "rate limit"), ("5.1.7", "sender address"),
+    ("5.1.8", "sender domain"), ("5.4.6", "mail loop"), ("5.3.4", "message too large"),
+    ("5.7.", "policy / block"), ("4.7.", "throttled"), ("5.6.", "content"), ("5.5.", "protocol"),
+    ("5.4.", "routing"),
+)
+
+
+def sender_reason(status: str | None) -> str:
+    """A short label for a sender-side rejection's status code ("" when unknown)."""
+    if not status:
+        return ""
+    for prefix, label in _SENDER_REASONS:
+        if status == prefix or (prefix.endswith(".") and status.startswith(prefix)):
+            return label
+    return ""
+
+
+def receiving_domain(email: str) -> str:
+    """The domain that received (or refused) mail for ``email``, lower-case."""
+    return email.rpartition("@")[2].strip().strip(">").lower()[:253]
 
 
 @message("feedback.Bounced")
 class Bounced(Event):
     """Delivery to ``email`` failed.  ``hard`` means the address itself is bad and
-    should be suppressed; ``soft`` means this attempt failed (full mailbox, policy
-    block, throttling) but the address may still be good."""
+    should be suppressed; ``soft`` means this attempt failed (full mailbox, timeout)
+    but the address may still be good; ``sender`` means the receiver refused the
+    sender (authentication, policy, reputation, rate limit, content): never
+    suppressed, counted per receiving domain by reports and the guard."""
 
     campaign: str
     email: str

@@ -17,15 +17,22 @@ from typing import Any, Literal
 
 from lunamail.domain.messages import Command, Event, message
 
-Metric = Literal["bounce", "complaint"]
+Metric = Literal["bounce", "complaint", "domain"]
 
 # Defaults after what the large providers enforce: SES reviews an account at a 5%
 # bounce rate and 0.1% complaints and may pause it at 10% / 0.5%; Gmail's bulk sender
-# rules ask for complaints under 0.1% and never above 0.3%.
+# rules ask for complaints under 0.1% and never above 0.3% -- so a campaign pauses at
+# 0.1% and the account locks at 0.3%, before the provider acts.
 DEFAULT_CAMPAIGN_BOUNCE = 0.05
 DEFAULT_CAMPAIGN_COMPLAINT = 0.001
 DEFAULT_ACCOUNT_BOUNCE = 0.10
-DEFAULT_ACCOUNT_COMPLAINT = 0.005
+DEFAULT_ACCOUNT_COMPLAINT = 0.003
+# One receiving domain refusing *us* (authentication, policy, reputation, rate limits):
+# pause once it refused at least this many messages and this share of the campaign.
+DEFAULT_DOMAIN_REJECTIONS = 20
+DEFAULT_DOMAIN_REJECTION_RATE = 0.02
+REJECTED_PREFIX = "rej|"  # counter attribute per receiving domain: rej|{domain}
+REJECTED_STATUS_PREFIX = "rejst|"  # the last status code that domain gave
 DEFAULT_MIN_SAMPLE = 500
 DEFAULT_WINDOW_HOURS = 24
 MAX_WINDOW_HOURS = 168  # a week of hourly buckets: one query page, bounded item count
@@ -50,11 +57,17 @@ class GuardThresholds:
     account_complaint: float = DEFAULT_ACCOUNT_COMPLAINT
     min_sample: int = DEFAULT_MIN_SAMPLE
     window_hours: int = DEFAULT_WINDOW_HOURS
+    domain_rejections: int = DEFAULT_DOMAIN_REJECTIONS
+    domain_rejection_rate: float = DEFAULT_DOMAIN_REJECTION_RATE
 
     def problems(self) -> dict[str, str]:
         """Field -> what is wrong (empty when the thresholds are usable)."""
         out: dict[str, str] = {}
-        for name in ("campaign_bounce", "campaign_complaint", "account_bounce", "account_complaint"):
+        if (isinstance(self.domain_rejections, bool) or not isinstance(self.domain_rejections, int)
+                or self.domain_rejections < 1):
+            out["domain_rejections"] = "must be a whole number of at least 1"
+        for name in ("campaign_bounce", "campaign_complaint", "account_bounce", "account_complaint",
+                     "domain_rejection_rate"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 out[name] = "must be a number"
@@ -162,6 +175,31 @@ def judge_campaign(counts: Counts, t: GuardThresholds) -> Verdict | None:
                  min_sample=t.min_sample, scope="campaign")
 
 
+def judge_domains(total: Mapping[str, Any], attempted: int, t: GuardThresholds,
+                  describe: Any = None) -> tuple[str, Verdict] | None:
+    """The receiving domain whose sender-side rejections (counters ``rej|{domain}`` in
+    ``total``) passed both the count and the share of ``attempted`` messages, if any.
+    ``describe(status)`` names what a status code means (e.g. "DMARC")."""
+    worst: tuple[int, str] | None = None
+    for name, value in total.items():
+        if name.startswith(REJECTED_PREFIX) and isinstance(value, int | float) and not isinstance(value, bool):
+            n = int(value)
+            if worst is None or n > worst[0]:
+                worst = (n, name[len(REJECTED_PREFIX):])
+    if worst is None or attempted <= 0:
+        return None
+    n, domain = worst
+    share = n / attempted
+    if n < t.domain_rejections or share <= t.domain_rejection_rate:
+        return None
+    status = str(total.get(REJECTED_STATUS_PREFIX + domain) or "")
+    what = describe(status) if describe is not None and status else ""
+    why = " ".join(x for x in (status, what) if x)
+    reason = (f"{domain} rejected {n:,} of {attempted:,} messages ({percent(share)})"
+              + (f": {why}" if why else "") + "; sender-side, no recipient was suppressed")
+    return domain, Verdict("domain", share, t.domain_rejection_rate, reason)
+
+
 def judge_account(counts: Counts, t: GuardThresholds) -> Verdict | None:
     return judge(counts, bounce_limit=t.account_bounce, complaint_limit=t.account_complaint,
                  min_sample=t.min_sample, scope="account")
@@ -212,7 +250,7 @@ class CampaignGuardTripped(Event):
 
     campaign: str
     reason: str
-    metric: str  # "bounce" | "complaint"
+    metric: str  # "bounce" | "complaint" | "domain" (one receiving domain refuses the sender)
     bounce_rate: float
     complaint_rate: float
     sent: int
@@ -220,6 +258,7 @@ class CampaignGuardTripped(Event):
     complaints: int
     threshold: float
     at: float = 0.0
+    domain: str = ""  # the receiving domain, for metric "domain"
 
 
 @message("guard.AccountGuardTripped")

@@ -43,6 +43,7 @@ def report_table(doc: dict[str, Any]) -> Table:
     rows += [
         ("bounced (hard / soft)", f"{bounced.get('total', 0)} ({bounced.get('hard', 0)} / "
                                   f"{bounced.get('soft', 0)})"),
+        ("rejected by the receiver (sender-side)", str(bounced.get("sender", 0))),
         ("complained", str(doc.get("complained", 0))),
         ("opened (unique / total)", f"{opened.get('unique', 0)} / {opened.get('total', 0)}"),
         ("machine opens", str(opened.get("machine", 0))),
@@ -50,8 +51,17 @@ def report_table(doc: dict[str, Any]) -> Table:
         ("machine clicks", str(clicked.get("machine", 0))),
         ("unsubscribed", str(doc.get("unsubscribed", 0))),
     ]
+    sources = doc.get("complaint_sources") or {}
+    if sources:
+        rows.append(("complaint sources", ", ".join(f"{k} {v}" for k, v in sorted(sources.items()))))
     for name, value in rows:
         table.add_row(name, value)
+    rejected = doc.get("rejected") or []
+    if rejected:
+        table.add_section()
+        for r in rejected:
+            why = " ".join(x for x in (r.get("status", ""), r.get("reason", "")) if x)
+            table.add_row(f"{r['domain']} rejected", f"{int(r['count']):,}" + (f": {why}" if why else ""))
     table.add_section()
     for name, value in (doc.get("rates") or {}).items():
         table.add_row(name.replace("_", " "), _pct(value))

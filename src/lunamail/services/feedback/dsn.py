@@ -7,28 +7,27 @@ send (qmail, Exim, Exchange, Yahoo).  :func:`classify` turns any bytes into a
 (principle 8), so a bad parse must degrade to ``kind="other"``, not crash the
 handler into the dead-letter queue.
 
-Hard or soft.  ``hard`` means *the address is bad: suppress it*; ``soft`` means
-*this attempt failed, the address may be fine*.  Hence, from the enhanced
-status code (RFC 3463):
+Hard, soft or sender.  ``hard`` means *the address is bad: suppress it* and is
+only ever a recipient problem: unknown user, mailbox gone or disabled, no such
+domain (``5.1.x`` except ``5.1.7``/``5.1.8``, ``5.2.1``, ``5.4.4``, or a 5xx whose
+text says so).  ``sender`` means *the receiver refused us, not the address*:
+authentication (SPF, DKIM, DMARC, ``5.7.26``), our envelope sender (``5.1.7``,
+``5.1.8``), policy, reputation, block lists, rate limits (Gmail's "receiving mail
+at a rate" ``4.2.1``/``5.2.1``, ``4.7.28``), content and size, relay and routing
+problems ("too many hops"), and any 5xx that does not say the address is bad.
+These never suppress anyone; they are counted per receiving domain and watched by
+the guard.  ``soft`` is a transient recipient-side failure (mailbox full,
+timeouts, greylisting, expiry): only repeated soft bounces spread over days make
+the address hard (see ``policy``).
 
-* ``4.x.x`` -> soft (even when the MTA gave up: a full mailbox or throttling is
-  not proof the address is dead; repeated soft bounces are the guard's call).
-* ``5.1.x`` (bad address/domain), ``5.2.1`` (mailbox disabled), ``5.4.x`` except
-  ``5.4.7`` (no route to the domain) -> hard.
-* ``5.2.2`` (mailbox full), ``5.2.3`` / ``5.3.4`` (message too big), ``5.4.7``
-  (expired), ``5.6.x`` (content) and ``5.7.x`` (policy, spam, reputation blocks)
-  -> soft: they judge the message or the sender, not the address -- unless the
-  diagnostic text says the user does not exist, which makes it hard.
-* Other ``5.x.x`` (``5.0.0``, ``5.5.x``, ``5.3.x``) -> decided by the diagnostic
-  text, hard when it says nothing soft.
-* No enhanced code: the basic SMTP code (``5xx`` / ``4xx``) and then the text
-  ("user unknown", "no such user", "mailbox unavailable" -> hard; "mailbox full",
-  "over quota", "try again later" -> soft); with nothing to go on, ``hard`` only
-  if the text says the failure is permanent, else ``soft``.
-
-A DSN whose recipients are only ``Action: delayed`` is ``kind="delay"`` (an
-extra kind beyond bounce/complaint/auto-reply/other): a warning that delivery
-is still being retried must not count as a bounce.  ARF reports whose
+A DSN whose recipients are only ``Action: delayed``, and a plain-text warning
+that delivery is still being retried (Postfix, Exim, Sendmail, Exchange, Gmail,
+qmail wording), is ``kind="delay"``: it must never count as a bounce.
+Microsoft's older non-ARF junk-mail reports are complaints.  Plain-text bounces
+name their recipients on lines of their own or inside sentences ("Your message
+to x@y couldn't be delivered"); only the notice before the returned original is
+read for them, and the original's own From / Return-Path / Reply-To are never
+taken as the failed recipient.  ARF reports whose
 Feedback-Type is ``not-spam`` or ``auth-failure`` are ``other`` (they are not
 a recipient's complaint); ``feedback_type`` still says which.
 
@@ -54,10 +53,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from lunamail.lib.bounces import BounceType, basic_code, bounce_type_for, status_of
+
 __all__ = ["Classification", "RecipientReport", "bounce_type_for", "classify"]
 
 Kind = Literal["bounce", "complaint", "auto-reply", "delay", "other"]
-BounceType = Literal["hard", "soft"]
 
 MAX_BYTES = 4 * 1024 * 1024  # feedback mail beyond this is parsed from its first 4 MiB
 _MAX_TEXT = 256 * 1024  # notification text scanned by the heuristics
@@ -128,8 +128,6 @@ _ADDR = r"[^\s<>()\[\],;:\"@]{1,128}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,250}[A-Za-z0-
 _ADDR_RE = re.compile(_ADDR)
 _ADDR_LINE_RE = re.compile(rf"^\s*<?({_ADDR})>?\s*(?::\s*(.*))?$")
 _VERP_LOCAL_RE = re.compile(r"[+=-][A-Za-z2-7]{16,}$")
-_ENHANCED_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
-_BASIC_RE = re.compile(r"(?<![\d.#])([45][0-5]\d)(?:[ -:]|$)")
 _REMOTE_RE = re.compile(r"Remote Server returned '([^']{1,500})'", re.I)
 _WS_RE = re.compile(r"\s+")
 _TAG_RE = re.compile(r"<[^>]{0,2000}>")
@@ -152,44 +150,55 @@ _BOUNCE_BODY_RE = re.compile(
     r"|wasn't delivered to|couldn't be delivered|address\(es\) failed",
     re.I,
 )
+# Where the returned original starts in a plain-text notice.  Never sendmail's first
+# line ("The original message was received at ..."): that would hide its recipients.
 _ORIGINAL_MARK_RE = re.compile(
-    r"^[ \t-]*(?:below this line is a copy of the message"
+    # possessive runs: a line of a million dashes must not backtrack
+    r"^[ \t]*+(?:-++[ \t]*+)?(?:below this line is a copy of the message"
     r"|this is a copy of the message"
+    r"|below is a copy of the original message"
     r"|original message headers:?"
-    r"|-* ?original message ?-*"
-    r"|the (?:original|header of the original) message"
+    r"|original message(?: follows)?[ \t]*-+"
+    r"|the (?:original message|header of the original message) (?:is attached|follows)"
     r"|undelivered message attached"
-    r"|content-type: message/rfc822)",
+    r"|content-type: message/rfc822)"
+    r"|^[ \t]*+-{2,}+[^\r\n]{0,40}?(?:ursprüngl|original|исходного|原始邮件|원본|mensagem original)"
+    r"[^\r\n]{0,40}?-{2,}[ \t\r]*$",
     re.I | re.M,
 )
+_DELAY_SUBJECT_RE = re.compile(
+    r"delayed mail|delivery delayed|\(delay\)|warning: could not send|still being retried"
+    r"|delivery (?:status notification )?delay|message .{0,40} delayed|delivery delayed|delayed:",
+    re.I,
+)
+_DELAY_BODY_RE = re.compile(
+    r"this is a warning only|has not yet been delivered|not yet been delivered|will be retried"
+    r"|will continue to be attempted|will keep trying|will retry for|delivery attempts will continue"
+    r"|message not delivered yet|hasn't been delivered yet|still undelivered|delivery is delayed"
+    r"|temporary problem delivering|not going to try to deliver .{0,80} yet|i'll keep trying",
+    re.I | re.S,
+)
+_FINAL_FAILURE_RE = re.compile(
+    r"permanent error|permanent fatal|i've given up|giving up on|removed from the mail queue"
+    r"|could not be delivered to one or more|address\(es\) failed|wasn't delivered to"
+    r"|couldn't be delivered|delivery has failed",
+    re.I | re.M,
+)
+_LABEL_ADDR_RE = re.compile(
+    rf"^\s*(?:failed recipient|recipient|original recipient|final recipient|address|destinataire"
+    rf"|empf[äa]nger|destinatario)s?\s*:\s*<?({_ADDR})>?\s*$",
+    re.I,
+)
+_MS_COMPLAINT_SUBJECT_RE = re.compile(r"^\s*complaint about message from", re.I)
+_MS_FBL_DOMAIN_RE = re.compile(r"(?:^|\.)(?:hotmail|outlook|live|msn)\.", re.I)
 _AUTO_SUBJECT_RE = re.compile(
     r"^\s*(?:out of (?:the )?office|automatic reply|auto(?:matic)?[- ]?(?:reply|response)"
     r"|auto:|autoreply|abwesenheitsnotiz|r[ée]ponse automatique|respuesta autom[áa]tica"
     r"|vacation(?: reply)?|away from (?:the )?office|on vacation)",
     re.I,
 )
-_HARD_TEXT_RE = re.compile(
-    r"user unknown|unknown user|no such (?:user|mailbox|recipient|address|person|account)"
-    r"|mailbox (?:unavailable|not found|does not exist|disabled|is disabled|inactive)"
-    r"|(?:does not|doesn't|did not) exist|recipient not found|recipientnotfound"
-    r"|(?:invalid|unknown|bad) (?:recipient|address|mailbox)|not a valid (?:mailbox|recipient)"
-    r"|account (?:has been |is )?(?:disabled|deactivated|closed|suspended)"
-    r"|no mailbox here|doesn't have an? \S+ account|unrouteable address"
-    r"|address couldn't be found|couldn't be found|user not found|addressee unknown"
-    r"|unknown or illegal alias|no longer (?:available|active)|host or domain name not found"
-    r"|domain (?:not found|does not exist)|not our customer|user doesn't exist",
-    re.I,
-)
-_SOFT_TEXT_RE = re.compile(
-    r"mailbox (?:is )?full|over ?quota|quota exceeded|exceeded (?:storage|.{0,20}quota)"
-    r"|insufficient (?:storage|system storage)|out of storage|try again later"
-    r"|temporar(?:y|ily)|rate (?:limit|that prevents)|receiving mail at a rate|too many"
-    r"|greylist|graylist|deferred|timed out|connection refused|resend your message"
-    r"|spam|blocked|blacklist|blocklist|policy|reputation|message (?:too large|size exceeds)",
-    re.I,
-)
-_PERMANENT_RE = re.compile(r"permanent(?:ly)?|fatal", re.I)
-_KEPT_ORIGINAL = ("return-path", "message-id", "list-unsubscribe", "list-id", "to", "from")
+_KEPT_ORIGINAL = ("return-path", "message-id", "list-unsubscribe", "list-id", "to", "from", "reply-to",
+                  "sender")
 _COMPLAINT_TYPES = frozenset({"abuse", "fraud", "virus", "other", "complaint", "opt-out"})
 
 
@@ -360,59 +369,11 @@ def _after_type(value: str) -> str:
     return rest.strip() if sep and len(kind) < 20 and " " not in kind.strip() else value.strip()
 
 
-def _status_of(*texts: str | None) -> str | None:
-    """The most specific enhanced status code found (x.0.0 yields to a detailed one)."""
-    best: str | None = None
-    for text in texts:
-        if not text:
-            continue
-        for m in _ENHANCED_RE.finditer(text[: _MAX_DIAG * 4]):
-            code = ".".join(m.groups())
-            if best is None or (best.endswith(".0.0") and code[0] == best[0] and code != best):
-                best = code
-            if not best.endswith(".0.0"):
-                return best
-    return best
-
-
-def _basic_code(text: str | None) -> str | None:
-    if not text:
-        return None
-    m = _BASIC_RE.search(text[: _MAX_DIAG * 4])
-    return m.group(1) if m else None
-
-
 def _clip(text: str | None) -> str | None:
     if not text:
         return None
     clean = _WS_RE.sub(" ", text).strip()
     return clean[:_MAX_DIAG] or None
-
-
-def bounce_type_for(status: str | None, diagnostic: str | None) -> BounceType:
-    """Hard or soft for one failed recipient (the policy in the module docstring)."""
-    text = diagnostic or ""
-    if status and status[:1] in "45":
-        if status[0] == "4":
-            return "soft"
-        _, subject, detail = [*status.split("."), "", ""][:3]
-        if _HARD_TEXT_RE.search(text):
-            return "hard"
-        if subject == "1" or (subject == "2" and detail == "1"):
-            return "hard"
-        if subject == "4":
-            return "soft" if detail == "7" else "hard"
-        if subject in ("6", "7") or (subject, detail) in (("2", "2"), ("2", "3"), ("3", "4")):
-            return "soft"
-        return "soft" if _SOFT_TEXT_RE.search(text) else "hard"
-    code = _basic_code(text)
-    if code and code[0] == "4":
-        return "soft"
-    if _SOFT_TEXT_RE.search(text) and not _HARD_TEXT_RE.search(text):
-        return "soft"
-    if _HARD_TEXT_RE.search(text) or code:
-        return "hard"
-    return "hard" if _PERMANENT_RE.search(text) else "soft"
 
 
 # --------------------------------------------------------------------------- main parts
@@ -508,13 +469,13 @@ def _text_blocks(notice: str, exclude: set[str]) -> dict[str, list[str]]:
         if not line.strip():
             current = None
             continue
-        am = _ADDR_LINE_RE.match(line) if len(line) < 400 else None
+        am = (_ADDR_LINE_RE.match(line) or _LABEL_ADDR_RE.match(line)) if len(line) < 400 else None
         if am:
             addr = am.group(1).strip(".").lower()
             if addr not in exclude and not _is_daemon(addr) and not _verp_in(addr):
                 current = addr
                 lines = blocks.setdefault(addr, [])
-                if am.group(2):
+                if am.lastindex and am.lastindex >= 2 and am.group(2):
                     lines.append(am.group(2))
                 if len(blocks) >= _MAX_RECIPIENTS:
                     break
@@ -557,7 +518,7 @@ def _dsn(parsed: _Parsed, out: Classification) -> bool:
             continue
         action = _get(block, "action").lower().split(" ")[0] or None
         diag = _clip(_after_type(_get(block, "diagnostic-code")))
-        status = _status_of(_get(block, "status"), diag)
+        status = status_of(_get(block, "status"), diag)
         if action is None:
             action = "failed" if status and status[0] == "5" else None
         btype = bounce_type_for(status, diag) if action == "failed" else None
@@ -570,7 +531,8 @@ def _dsn(parsed: _Parsed, out: Classification) -> bool:
     out.details = reports
     if failed:
         out.kind = "bounce"
-        out.bounce_type = "hard" if any(r.bounce_type == "hard" for r in failed) else "soft"
+        types = {r.bounce_type for r in failed}
+        out.bounce_type = "hard" if "hard" in types else "soft" if "soft" in types else "sender"
     elif delayed:
         out.kind = "delay"
     else:
@@ -635,10 +597,23 @@ def _looks_like_bounce(parsed: _Parsed, notice: str) -> bool:
     return bool(_BOUNCE_BODY_RE.search(notice[:20000]))
 
 
+def _prose_addresses(head: str, exclude: set[str]) -> list[str]:
+    """Addresses written inside the notice's sentences ("Your message to x@y couldn't be
+    delivered"), for notices that never put the recipient on a line of its own."""
+    found: list[str] = []
+    for addr in _addresses(head):
+        if addr not in exclude and addr not in found and not _is_daemon(addr) and not _verp_in(addr):
+            found.append(addr)
+    return found
+
+
 def _text_bounce(parsed: _Parsed, notice: str, out: Classification) -> None:
     exclude = {a for a in _addresses(parsed.to_header)}
     if parsed.from_addr:
         exclude.add(parsed.from_addr)
+    # The original's own sender side is never the failed recipient.
+    for name in ("from", "return-path", "reply-to", "sender"):
+        exclude.update(_addresses(out.original_headers.get(name, "")))
     blocks = _text_blocks(notice, exclude)
     failed_hdr = [a for v in _headers_all(parsed.msg, "X-Failed-Recipients") for a in _addresses(v)]
     for addr in failed_hdr:
@@ -647,34 +622,66 @@ def _text_bounce(parsed: _Parsed, notice: str, out: Classification) -> None:
     m = _ORIGINAL_MARK_RE.search(notice)
     if m:
         head = notice[: m.start()]
+    if not blocks:
+        for addr in _prose_addresses(head, exclude)[:_MAX_RECIPIENTS]:
+            blocks[addr] = []
+    delay = bool(
+        (_DELAY_SUBJECT_RE.search(parsed.subject) or _DELAY_BODY_RE.search(head[:20000]))
+        and not _FINAL_FAILURE_RE.search(head[:20000])
+        and not failed_hdr
+    )
     reports = []
     for addr, lines in list(blocks.items())[:_MAX_RECIPIENTS]:
         diag = _diagnostic_from(lines)
-        status = _status_of(diag)
-        reports.append(RecipientReport(addr, "failed", status, diag, None))
-    if reports and all(not r.diagnostic for r in reports):
-        # No per-recipient text: the whole notice is the diagnostic for everyone.
+        status = status_of(diag)
+        reports.append(RecipientReport(addr, "delayed" if delay else "failed", status, diag, None))
+    if reports and all(not r.diagnostic or not (r.status or basic_code(r.diagnostic)) for r in reports):
+        # No per-recipient reason: the whole notice is the diagnostic for everyone.
         whole = _clip(head)
         for r in reports:
-            r.diagnostic, r.status = whole, _status_of(whole)
+            if not r.diagnostic or not status_of(r.diagnostic):
+                r.diagnostic, r.status = whole, status_of(whole)
     if reports and failed_hdr:
         # X-Failed-Recipients is authoritative about who failed when present.
         named = [r for r in reports if r.email in failed_hdr]
         reports = named or reports
+    out.details = reports
+    out.recipients = [r.email for r in reports]
+    if delay:
+        out.kind = "delay"
+        if reports:
+            out.status, out.diagnostic, out.action = reports[0].status, reports[0].diagnostic, "delayed"
+        return
     # Judge by the recipient's own block; without one, by the whole notice.
     for r in reports:
         r.bounce_type = bounce_type_for(r.status, r.diagnostic or head[:4000])
     out.kind = "bounce"
-    out.details = reports
-    out.recipients = [r.email for r in reports]
     if reports:
         first = next((r for r in reports if r.status), reports[0])
         out.status, out.diagnostic, out.action = first.status, first.diagnostic, "failed"
-        out.bounce_type = "hard" if any(r.bounce_type == "hard" for r in reports) else "soft"
+        types = {r.bounce_type for r in reports}
+        out.bounce_type = "hard" if "hard" in types else "soft" if "soft" in types else "sender"
     else:
-        out.status = _status_of(head)
+        out.status = status_of(head)
         out.diagnostic = _clip(head[:_MAX_DIAG])
         out.bounce_type = bounce_type_for(out.status, head[:4000])
+
+
+def _ms_complaint(parsed: _Parsed, out: Classification) -> bool:
+    """Microsoft's older junk-mail reports: not ARF, the reported original attached, its
+    recipient in the copy's X-HmXmrOriginalRecipient (else its To)."""
+    frm = parsed.from_addr or ""
+    if not (_MS_COMPLAINT_SUBJECT_RE.match(parsed.subject) or _MS_FBL_DOMAIN_RE.search(frm.partition("@")[2])):
+        return False
+    if _is_daemon(frm) or not any(c in ("message/rfc822", "message/global") for _, c, _ in parsed.parts):
+        return False
+    orig = out.original_headers
+    rcpts = _addresses(orig.get("x-hmxmroriginalrecipient", "")) or _addresses(orig.get("to", ""))
+    if not rcpts:
+        return False
+    out.kind, out.feedback_type = "complaint", "abuse"
+    out.recipients = rcpts[:_MAX_RECIPIENTS]
+    return True
 
 
 def _classify(raw: bytes, envelope_to: str | None) -> Classification:
@@ -715,7 +722,7 @@ def _classify(raw: bytes, envelope_to: str | None) -> Classification:
     out.original_headers = _original_headers(parsed, notice)
     out.original_message_id = out.original_headers.get("message-id") or None
 
-    if not _arf(parsed, out) and not _dsn(parsed, out):
+    if not _arf(parsed, out) and not _dsn(parsed, out) and not _ms_complaint(parsed, out):
         if _looks_like_bounce(parsed, notice):
             _text_bounce(parsed, notice, out)
         elif _auto_reply(parsed):

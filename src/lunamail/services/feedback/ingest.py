@@ -320,8 +320,9 @@ def _ses_event(ev: Mapping[str, Any], account: str, ref: str) -> Event | None:
     status = ev.get("status") if isinstance(ev.get("status"), str) else None
     diagnostic = ev.get("diagnostic") if isinstance(ev.get("diagnostic"), str) else None
     if kind == "bounce":
-        hard: BounceType = "hard" if ev.get("bounce_type") == "hard" else "soft"
-        return Bounced(**base, bounce_type=hard, status=status, diagnostic=diagnostic, source="ses")
+        verdict = ev.get("bounce_type")
+        btype: BounceType = verdict if verdict in ("hard", "sender") else "soft"
+        return Bounced(**base, bounce_type=btype, status=status, diagnostic=diagnostic, source="ses")
     if kind == "complaint":
         return Complained(
             **base, feedback_type=str(ev.get("feedback_type") or "abuse"), source="ses"

@@ -1,16 +1,19 @@
 """Feedback policy: when repeated soft bounces mean the address is as good as dead.
 
-One soft bounce (full mailbox, throttling, a policy block) says nothing about the
-address; several within a window do.  ``count_soft_bounce`` keeps, per address,
-the soft bounces of the current window in one feedback-owned item
-(``A#{account}#FB#SB`` / ``E#{email}``) and emits ``SoftBounceLimitReached``
-when the count reaches the limit (default 3 within 30 days).  The audience
-reacts to that event as to a hard bounce.  Hard bounces and complaints need no
-policy here: the audience reacts to them directly.
+One soft bounce (full mailbox, a timeout) says nothing about the address; several
+spread over days do -- three in one afternoon are one bad afternoon.  Like
+Mailman's bounce score, ``count_soft_bounce`` counts at most one soft bounce per
+address per day (UTC), keeps those of the last ``window_days`` in one
+feedback-owned item (``A#{account}#FB#SB`` / ``E#{email}``), and emits
+``SoftBounceLimitReached`` when there are ``limit`` of them spread over at least
+``spread_days`` (defaults: 3 over 7 days, forgotten after 30).  The audience reacts
+to that event as to a hard bounce.  Sender-side bounces (``bounce_type="sender"``)
+are never counted here: they say nothing about the address.  Hard bounces and
+complaints need no policy: the audience reacts to them directly.
 
 The limit comes from a per-account policy item (``A#{account}#FB`` / ``POLICY``,
 see :func:`set_policy`), else the settings (``soft_bounce_limit``,
-``soft_bounce_window_days``), else the defaults.
+``soft_bounce_spread_days``, ``soft_bounce_window_days``), else the defaults.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from .ingest import feedback_pk
 
 __all__ = [
     "DEFAULT_SOFT_BOUNCE_LIMIT",
+    "DEFAULT_SOFT_BOUNCE_SPREAD_DAYS",
     "DEFAULT_SOFT_BOUNCE_WINDOW_DAYS",
     "SoftBouncePolicy",
     "count_soft_bounce",
@@ -37,6 +41,7 @@ __all__ = [
 ]
 
 DEFAULT_SOFT_BOUNCE_LIMIT = 3
+DEFAULT_SOFT_BOUNCE_SPREAD_DAYS = 7.0
 DEFAULT_SOFT_BOUNCE_WINDOW_DAYS = 30.0
 POLICY_SK = "POLICY"
 _SEEN_KEPT = 64  # ids of recent soft bounces remembered to ignore redeliveries
@@ -48,10 +53,13 @@ _DAY = 86400.0
 class SoftBouncePolicy:
     limit: int = DEFAULT_SOFT_BOUNCE_LIMIT
     window_days: float = DEFAULT_SOFT_BOUNCE_WINDOW_DAYS
+    spread_days: float = DEFAULT_SOFT_BOUNCE_SPREAD_DAYS
 
     def __post_init__(self) -> None:
-        if self.limit < 1 or self.window_days <= 0:
-            raise ValueError("soft bounce limit must be >= 1 and the window > 0 days")
+        if self.limit < 1 or self.window_days <= 0 or self.spread_days < 0:
+            raise ValueError("soft bounce limit must be >= 1, the window > 0 days, the spread >= 0 days")
+        if self.spread_days >= self.window_days:
+            raise ValueError("the soft bounce window must be longer than the spread")
 
 
 def soft_bounce_pk(account: str) -> str:
@@ -66,26 +74,30 @@ def get_policy(deps: Deps, account: str) -> SoftBouncePolicy:
     """The account's policy item, else the installation's settings, else the defaults."""
     limit: Any = deps.settings.soft_bounce_limit
     window: Any = deps.settings.soft_bounce_window_days
+    spread: Any = deps.settings.soft_bounce_spread_days
     item = deps.store.get(feedback_pk(account), POLICY_SK)
     if item is not None:
         limit = item.get("soft_bounce_limit", limit)
         window = item.get("soft_bounce_window_days", window)
-    return SoftBouncePolicy(int(limit), float(window))
+        spread = item.get("soft_bounce_spread_days", spread)
+    return SoftBouncePolicy(int(limit), float(window), float(spread))
 
 
 def set_policy(
     deps: Deps, account: str, *, soft_bounce_limit: int | None = None,
-    soft_bounce_window_days: float | None = None,
+    soft_bounce_window_days: float | None = None, soft_bounce_spread_days: float | None = None,
 ) -> SoftBouncePolicy:  # fmt: skip
     """Override the soft-bounce limit for one account (validated before it is stored)."""
     current = get_policy(deps, account)
     new = SoftBouncePolicy(
         soft_bounce_limit if soft_bounce_limit is not None else current.limit,
         soft_bounce_window_days if soft_bounce_window_days is not None else current.window_days,
+        soft_bounce_spread_days if soft_bounce_spread_days is not None else current.spread_days,
     )
     deps.store.update(
         feedback_pk(account), POLICY_SK,
-        set={"soft_bounce_limit": new.limit, "soft_bounce_window_days": new.window_days},
+        set={"soft_bounce_limit": new.limit, "soft_bounce_window_days": new.window_days,
+             "soft_bounce_spread_days": new.spread_days},
     )  # fmt: skip
     return new
 
@@ -125,7 +137,9 @@ def count_soft_bounce(msg: Bounced, deps: Deps) -> list[Message]:
         if bid in seen:
             return []
         hits: list[float] = [float(h) for h in (old.get("hits", []) if old else [])]
-        hits.append(msg.at)
+        day = int(msg.at // _DAY)
+        if all(int(h // _DAY) != day for h in hits):  # at most one per address per day
+            hits.append(msg.at)
         newest = max(hits)
         hits = sorted(h for h in hits if h > newest - window)
         item: Item = {
@@ -136,7 +150,7 @@ def count_soft_bounce(msg: Bounced, deps: Deps) -> list[Message]:
             "window_days": policy.window_days,
             "ttl": int(max(newest, deps.clock.now()) + window + _DAY),
         }  # fmt: skip
-        tripped = len(hits) >= policy.limit
+        tripped = len(hits) >= policy.limit and hits[-1] - hits[0] >= policy.spread_days * _DAY
         if tripped:
             item.update(hits=[], tripped_by=bid, tripped_count=len(hits), tripped_at=msg.at)
         try:

@@ -33,6 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from lunamail.lib.verp import decode_return_path
 
+from .dsn import bounce_type_for
+
 __all__ = [
     "DEFAULT_TRUSTED_HOSTS",
     "SnsVerificationError",
@@ -252,6 +254,24 @@ def _resolve(
     return account, campaign, verp_email
 
 
+_SES_SENDER_SUBTYPES = frozenset({"ContentRejected", "AttachmentRejected", "MessageTooLarge"})
+_SES_HARD_SUBTYPES = frozenset({"Suppressed", "OnAccountSuppressionList", "NoEmail"})
+
+
+def _ses_verdict(permanent: bool, sub_type: str, status: object, diagnostic: object) -> str:
+    """SES's Permanent is not always the address's fault: a permanent 5.7.x or a
+    rejected content is the sender's (never suppress); the diagnostic decides."""
+    if sub_type in _SES_SENDER_SUBTYPES:
+        return "sender"
+    st = status if isinstance(status, str) else None
+    diag = diagnostic if isinstance(diagnostic, str) else None
+    if permanent:
+        if sub_type in _SES_HARD_SUBTYPES or not (st or diag):
+            return "hard"
+        return bounce_type_for(st, diag)
+    return "sender" if bounce_type_for(st, diag) == "sender" else "soft"
+
+
 def parse_ses_notification(
     message: Mapping[str, Any] | str | bytes,
     *,
@@ -268,7 +288,8 @@ def parse_ses_notification(
     ``delivery_delay``, ``reject``, ``open``, ``click``; other SES event types give
     ``[]``), ``account``, ``campaign`` (``""`` when unknown), ``email``, ``at``
     (epoch seconds), ``source="ses"`` and ``message_id`` (SES's), plus per type:
-    bounce ``bounce_type`` (Permanent -> hard; Transient/Undetermined -> soft),
+    bounce ``bounce_type`` (Permanent -> hard unless the status and diagnostic say the
+    sender was refused, which is ``sender``; Transient/Undetermined -> soft or sender),
     ``status``, ``diagnostic``, ``sub_type``; complaint ``feedback_type``,
     ``sub_type``; delivery_delay ``status``, ``diagnostic``, ``delay_type``; reject
     ``reason``; open/click ``ip``, ``user_agent`` (click: ``link``, ``link_tags``).
@@ -325,7 +346,8 @@ def parse_ses_notification(
             if isinstance(rcpt, dict):
                 ev = base("bounce", rcpt.get("emailAddress", ""), detail)
                 ev.update(
-                    bounce_type="hard" if hard else "soft",
+                    bounce_type=_ses_verdict(hard, str(detail.get("bounceSubType") or ""),
+                                             rcpt.get("status"), rcpt.get("diagnosticCode")),
                     status=rcpt.get("status"),
                     diagnostic=rcpt.get("diagnosticCode"),
                     sub_type=detail.get("bounceSubType"),

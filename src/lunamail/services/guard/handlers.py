@@ -29,16 +29,20 @@ from typing import Any
 from lunamail.domain.accounts import AccountSendingUnlocked, LockAccountSending
 from lunamail.domain.campaigns import CampaignResumed
 from lunamail.domain.delivery import BatchSent
-from lunamail.domain.feedback import Bounced, Complained
+from lunamail.domain.feedback import Bounced, Complained, receiving_domain, sender_reason
 from lunamail.domain.guard import (
+    REJECTED_PREFIX,
+    REJECTED_STATUS_PREFIX,
     AccountGuardTripped,
     CampaignGuardTripped,
     Counts,
     GuardThresholds,
     judge_account,
     judge_campaign,
+    judge_domains,
 )
 from lunamail.domain.messages import Message, from_dict
+from lunamail.lib.bounces import bounce_type_for, status_of
 from lunamail.ports.deps import Deps
 from lunamail.ports.itemstore import (
     IF_ABSENT,
@@ -65,9 +69,12 @@ def _lost_race(exc: TransactionCancelled, index: int) -> bool:
 
 
 def _record(deps: Deps, account: str, campaign: str, marker: str, add: dict[str, int],
-            at: float) -> bool:
+            at: float, campaign_set: dict[str, Any] | None = None) -> bool:
     """Count ``add`` once for ``marker``: False when it was counted before."""
     now = deps.clock.now()
+    # Per-domain rejection counters live on the campaign only, not in the hourly buckets.
+    campaign_add = {k: v for k, v in add.items() if k.startswith(REJECTED_PREFIX)}
+    add = {k: v for k, v in add.items() if not k.startswith(REJECTED_PREFIX)}
     hour = keys.hour_of(at if 0 < at <= now else now)
     marker_pk = keys.campaign_pk(account, campaign) if campaign else keys.account_pk(account)
     ops: list[Put | Update] = [
@@ -76,9 +83,9 @@ def _record(deps: Deps, account: str, campaign: str, marker: str, add: dict[str,
                set={"hour": hour, "ttl": (hour + 1) * keys.HOUR + keys.BUCKET_TTL}),
     ]
     if campaign:
-        ops.append(Update(keys.campaign_pk(account, campaign), keys.TOTAL_SK, add=add,
+        ops.append(Update(keys.campaign_pk(account, campaign), keys.TOTAL_SK, add={**add, **campaign_add},
                           set={"campaign": campaign, "updated_at": now,
-                               "ttl": int(now + keys.TOTAL_TTL)}))
+                               "ttl": int(now + keys.TOTAL_TTL), **(campaign_set or {})}))
     try:
         deps.store.transact(ops)
     except TransactionCancelled as exc:
@@ -119,13 +126,17 @@ def _check_campaign(deps: Deps, account: str, campaign: str, t: GuardThresholds,
         return _replay(total, key)
     counts = campaign_counts(total)
     verdict = judge_campaign(counts, t)
+    domain = ""
     if verdict is None:
-        return []
+        found = judge_domains(_rejections(total), counts.sent + counts.failed, t, sender_reason)
+        if found is None:
+            return []
+        domain, verdict = found
     event = CampaignGuardTripped(
         account=account, campaign=campaign, reason=verdict.reason, metric=verdict.metric,
         bounce_rate=counts.bounce_rate, complaint_rate=counts.complaint_rate, sent=counts.sent,
         bounces=counts.bounces, complaints=counts.complaints, threshold=verdict.threshold,
-        at=deps.clock.now(),
+        at=deps.clock.now(), domain=domain,
     )  # fmt: skip
     action = {"kind": "campaign_tripped", "campaign": campaign, "reason": verdict.reason}
     return _trip(deps, keys.campaign_pk(account, campaign), keys.TOTAL_SK, key, [event], action)
@@ -173,13 +184,42 @@ def _evaluate(deps: Deps, account: str, campaign: str, key: str) -> list[Message
 # ---------------------------------------------------------------- counting
 
 
+def _rejections(total: Item) -> dict[str, Any]:
+    """The campaign's per-domain rejection counters, minus the baseline of a resume."""
+    base = total.get("base") or {}
+    return {k: (max(0, int(v) - int(base.get(k, 0))) if k.startswith(REJECTED_PREFIX) else v)
+            for k, v in total.items()
+            if k.startswith(REJECTED_PREFIX) or k.startswith(REJECTED_STATUS_PREFIX)}
+
+
+def _sender_side(failures: Any) -> tuple[dict[str, int], dict[str, Any]]:
+    """Per receiving domain, the replies refused at send time that judge the sender (DMARC,
+    policy, reputation, rate limits ...) -- never the address -- and their last status."""
+    add: dict[str, int] = {}
+    last: dict[str, Any] = {}
+    for f in failures or ():
+        if not isinstance(f, dict):
+            continue
+        reply = str(f.get("reply") or "")
+        status = status_of(reply)
+        if bounce_type_for(status, reply) != "sender":
+            continue
+        domain = receiving_domain(str(f.get("email") or ""))
+        if domain:
+            add[REJECTED_PREFIX + domain] = add.get(REJECTED_PREFIX + domain, 0) + 1
+            last[REJECTED_STATUS_PREFIX + domain] = status or str(f.get("code") or "")
+    return add, last
+
+
 def on_batch_sent(msg: BatchSent, deps: Deps) -> list[Message]:
-    """Add a batch's sent (and refused) counts, once per batch id, then judge."""
+    """Add a batch's sent (and refused) counts, once per batch id, then judge.  Refusals
+    that judge the sender are also counted per receiving domain."""
     if msg.sent <= 0 and msg.failed <= 0:
         return []
     marker = f"batch#{msg.batch}"
+    rejected, statuses = _sender_side(msg.failures)
     _record(deps, msg.account, msg.campaign, marker,
-            {"sent": max(0, msg.sent), "failed": max(0, msg.failed)}, msg.at)
+            {"sent": max(0, msg.sent), "failed": max(0, msg.failed), **rejected}, msg.at, statuses)
     return _evaluate(deps, msg.account, msg.campaign, f"{msg.campaign}#{marker}")
 
 
@@ -187,6 +227,15 @@ def on_bounced(msg: Bounced, deps: Deps) -> list[Message]:
     """A hard bounce counts once per recipient and campaign and is judged; a soft bounce
     is only counted (it says nothing certain about the address)."""
     email = msg.email.strip().lower()
+    if msg.bounce_type == "sender":
+        # The receiver refused us, not the address: counted for the receiving domain.
+        domain = receiving_domain(email)
+        if not msg.campaign or not domain:
+            return []
+        if not _record(deps, msg.account, msg.campaign, f"sender#{email}", {REJECTED_PREFIX + domain: 1},
+                       msg.at, {REJECTED_STATUS_PREFIX + domain: msg.status or ""}):
+            return []
+        return _evaluate(deps, msg.account, msg.campaign, f"{msg.campaign}#sender#{email}")
     if msg.bounce_type != "hard":
         _record(deps, msg.account, msg.campaign, f"soft#{email}#{msg.at!r}", {"soft_bounces": 1}, msg.at)
         return []
@@ -223,8 +272,9 @@ def on_campaign_resumed(msg: CampaignResumed, deps: Deps) -> list[Message]:
     leaves the guard's numbers alone."""
     total = campaign_total(deps, msg.account, msg.campaign)
     if total.get("tripped"):
-        _rearm(deps, keys.campaign_pk(msg.account, msg.campaign), keys.TOTAL_SK, total,
-               Counts.from_item(total).to_dict())
+        base: dict[str, Any] = {**Counts.from_item(total).to_dict(),
+                                **{k: v for k, v in total.items() if k.startswith(REJECTED_PREFIX)}}
+        _rearm(deps, keys.campaign_pk(msg.account, msg.campaign), keys.TOTAL_SK, total, base)
     return []
 
 

@@ -8,9 +8,10 @@ however large the campaign.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal
 
+from lunamail.domain.feedback import sender_reason
 from lunamail.ports.deps import Deps
 from lunamail.ports.itemstore import Item
 
@@ -67,13 +68,52 @@ def _links(deps: Deps, account: str, campaign: str, c: dict[str, int]) -> list[d
     return out
 
 
+_MAX_REJECTING_DOMAINS = 10
+# Where complaints came from, as a person reads it.
+_COMPLAINT_SOURCES = {"arf": "fbl", "dsn": "fbl", "ses": "ses", "manual": "manual"}
+
+
+def _rejected(c: Mapping[str, int]) -> list[dict[str, Any]]:
+    """Sender-side rejections per receiving domain, most first, each with its status codes
+    (most first) and what the top one means."""
+    by_domain: dict[str, int] = {}
+    statuses: dict[str, dict[str, int]] = {}
+    for name, n in c.items():
+        if not name.startswith(k.REJECTED) or n <= 0:
+            continue
+        domain, _, status = name[len(k.REJECTED):].partition("|")
+        if status:
+            statuses.setdefault(domain, {})[status] = n
+        else:
+            by_domain[domain] = n
+    out = []
+    for domain, n in sorted(by_domain.items(), key=lambda kv: (-kv[1], kv[0]))[:_MAX_REJECTING_DOMAINS]:
+        codes = sorted(statuses.get(domain, {}).items(), key=lambda kv: (-kv[1], kv[0]))
+        top = codes[0][0] if codes and codes[0][0] != "-" else ""
+        out.append({"domain": domain, "count": n, "status": top, "reason": sender_reason(top),
+                    "statuses": dict(codes)})
+    return out
+
+
+def _complaint_sources(c: Mapping[str, int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for name, n in c.items():
+        if name.startswith(k.COMPLAINT_SOURCE) and n > 0:
+            label = _COMPLAINT_SOURCES.get(name[len(k.COMPLAINT_SOURCE):], "other")
+            out[label] = out.get(label, 0) + n
+    return out
+
+
 def campaign_report(deps: Deps, account: str, campaign: str) -> dict[str, Any]:
     """Counters, status, progress and rates.  ``progress`` is the share of planned
     recipients with a final outcome; it reaches 1.0 only when planning is done.
 
     Rates are over ``delivered`` when the provider reports deliveries, else over ``sent``
     (SMTP relays report none); bounce rate is always over ``sent``.  Opens and clicks in
-    rates are human ones; machine opens/clicks are reported apart."""
+    rates are human ones; machine opens/clicks are reported apart.  ``bounced.total`` counts
+    recipient bounces (hard + soft); sender-side rejections are ``bounced.sender`` and, per
+    receiving domain, ``rejected``.  ``complaint_sources`` says where complaints came from
+    (``fbl`` feedback-loop reports, ``ses``, ``manual``)."""
     items = _stats_items(deps, account, campaign)
     s = next((i for i in items if i["sk"] == k.STATS), {})
     c = _sum_shards(items)
@@ -108,8 +148,10 @@ def campaign_report(deps: Deps, account: str, campaign: str) -> dict[str, Any]:
         "finished_at": s.get("finished_at"),
         "send_rate": round(rate, 1),
         "delivered": delivered,
-        "bounced": {"hard": hard, "soft": soft, "total": bounced},
+        "bounced": {"hard": hard, "soft": soft, "sender": c.get("bounced_sender", 0), "total": bounced},
+        "rejected": _rejected(c),
         "complained": complained,
+        "complaint_sources": _complaint_sources(c),
         "opened": {"unique": opened_unique, "total": c.get("opened_total", 0),
                    "machine": c.get("opened_machine", 0),
                    "machine_unique": c.get("opened_machine_unique", 0)},

@@ -28,7 +28,7 @@ from lunamail.domain.delivery import (
     PlanningCompleted,
     RecipientsPlanned,
 )
-from lunamail.domain.feedback import Bounced, Complained, Delivered
+from lunamail.domain.feedback import Bounced, Complained, Delivered, receiving_domain
 from lunamail.domain.messages import Message
 from lunamail.domain.tracking import Clicked, Opened, Unsubscribed
 from lunamail.lib import emails
@@ -554,9 +554,16 @@ def _plan_feedback_delivered(msg: Delivered) -> _Plan:
 
 def _plan_bounced(msg: Bounced) -> _Plan:
     email = _addr(msg.email)
+    attrs = {"type": msg.bounce_type, "status": msg.status or ""}
+    if msg.bounce_type == "sender":
+        # Counted per receiving domain and status: "gmail.com rejected 1,200: 5.7.26".
+        domain = receiving_domain(email)
+        status = (msg.status or "-")[:16]
+        add = {"bounced_sender": 1, f"{k.REJECTED}{domain}": 1, f"{k.REJECTED}{domain}|{status}": 1}
+        return _Plan(msg.account, msg.campaign, email, msg.at, None,
+                     firsts=(_First(k.marker_sk(k.BOUNCE_SENDER, email), add, {"rejections": 1}, attrs),))
     hard = msg.bounce_type == "hard"
     kind, counter = (k.BOUNCE_HARD, "bounced_hard") if hard else (k.BOUNCE_SOFT, "bounced_soft")
-    attrs = {"type": msg.bounce_type, "status": msg.status or ""}
     return _Plan(msg.account, msg.campaign, email, msg.at, None,
                  firsts=(_First(k.marker_sk(kind, email), {counter: 1}, {"bounces": 1}, attrs),))
 
@@ -564,7 +571,8 @@ def _plan_bounced(msg: Bounced) -> _Plan:
 def _plan_complained(msg: Complained) -> _Plan:
     email = _addr(msg.email)
     return _Plan(msg.account, msg.campaign, email, msg.at, None,
-                 firsts=(_First(k.marker_sk(k.COMPLAINT, email), {"complained": 1}, {"complaints": 1},
+                 firsts=(_First(k.marker_sk(k.COMPLAINT, email),
+                                {"complained": 1, f"{k.COMPLAINT_SOURCE}{msg.source}": 1}, {"complaints": 1},
                                 {"feedback_type": msg.feedback_type}),))
 
 

@@ -34,6 +34,9 @@ CLICK_MACHINE = "mclick"
 DELIVERED = "delivered"
 BOUNCE_HARD = "bounce-hard"
 BOUNCE_SOFT = "bounce-soft"
+BOUNCE_SENDER = "bounce-sender"
+COMPLAINT_SOURCE = "csrc|"  # shard counters csrc|{source}: complaints by where they came from
+REJECTED = "rej|"  # shard counters rej|{domain} and rej|{domain}|{status} of sender-side bounces
 COMPLAINT = "complaint"
 UNSUB = "unsub"
 
