@@ -69,6 +69,7 @@ class Settings:
     defer_base_delay: float = _s(60.0, "seconds before the first retry of a 4xx-deferred recipient; doubles per attempt")
     defer_max_attempts: int = _s(5, "a recipient deferred this many times has failed")
     bounce_domain: str = _s("", "domain of the VERP return path (default: the From domain)")
+    feedback_sender_id: str = _s("lunamail", "last field of the `Feedback-ID` header (campaign:list:account:sender)")
     dkim: tuple[DkimKey, ...] = _s((), "`domain:selector:keyfile[:rsa-sha256|ed25519-sha256]`, comma-separated")
     # runtime
     workers: int = _s(2, "concurrent handlers per worker process (more only fight over the GIL)")

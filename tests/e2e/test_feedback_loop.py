@@ -214,3 +214,12 @@ def test_feedback_reaches_reports_lists_and_the_next_send(tmp_path: Path) -> Non
         # the next campaign to the same list skips every one of them
         _, second, _ = _send(system, sink, lst, "Second")
         assert set(second) == {_email(i) for i in range(N)} - {_email(i) for i in (4, 5, 6, 7, 8)}
+
+        # List-Id names the list, so it is the same in both campaigns (RFC 2919)
+        def list_id(data: bytes) -> bytes:
+            found = re.search(rb"\r\nList-Id: ([^\r\n]+)", data)
+            assert found
+            return found.group(1)
+
+        assert {list_id(d) for d in mails.values()} == {list_id(d) for d in second.values()} == {
+            f"<{lst}.{ACCOUNT}.sender.example.org>".encode()}

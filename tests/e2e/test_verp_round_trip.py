@@ -52,6 +52,11 @@ def test_long_ids_fit_and_a_bounce_maps_back(tmp_path: Path) -> None:
             lambda: reports.campaign_report(deps, ACCOUNT, CAMPAIGN)["status"] == "sent", timeout=60)
         assert sink.wait_for(len(PEOPLE), timeout=10)
         envelopes = {rcpts[0]: mail_from for mail_from, rcpts, _ in sink.messages}
+        for _, _, data in sink.messages:
+            head = data.split(b"\r\n\r\n", 1)[0]
+            # List-Id names the list; Feedback-ID is campaign:list:account:sender
+            assert f"\r\nList-Id: <{lst}.{ACCOUNT}.sender.example.org>\r\n".encode() in head
+            assert f"\r\nFeedback-ID: {CAMPAIGN}:{lst}:{ACCOUNT}:lunamail\r\n".encode() in head
         assert set(envelopes) == set(PEOPLE)
         for mail_from in envelopes.values():
             local, _, domain = mail_from.rpartition("@")

@@ -115,3 +115,29 @@ def test_dns_record_shape() -> None:
 )
 def test_canonical_body(body: bytes, canon: bytes) -> None:
     assert canonical_body(body) == canon
+
+
+def _campaign_message() -> bytes:
+    c = CampaignMime(from_email="news@example.com", from_name="Shop")
+    return c.build(
+        to_email="ann@example.org", subject="Hello", html="<p>Hi</p>", text="Hi",
+        unsubscribe_url="https://example.com/u/t0k3n", message_id="<m1@example.com>", date=1_700_000_000,
+        list_id="l1.acct.example.com", feedback_id="c1:l1:acct:lunamail",
+    )
+
+
+@pytest.mark.parametrize("algorithm", ["rsa-sha256", "ed25519-sha256"])
+def test_feedback_id_is_signed_and_the_key_headers_are_oversigned(algorithm: str) -> None:
+    pem, txt = keys(algorithm)
+    signed = DkimSigner("example.com", "s1", pem, algorithm).sign(_campaign_message())  # type: ignore[arg-type]
+    assert dkim.verify(signed, dnsfunc=dns_for({"s1": txt}))
+    sig = signed.split(b"\r\nFrom:", 1)[0].decode().replace("\r\n\t", "")
+    h = sig.split("h=", 1)[1].split(";", 1)[0].split(":")
+    for name in ("from", "subject", "list-unsubscribe", "list-unsubscribe-post", "feedback-id"):
+        assert h.count(name) == 2, (name, h)  # present once, signed twice: no second copy can be added
+    assert "list-id" in h
+    # a header added after signing (a second Subject, From or Feedback-ID) breaks the signature
+    head, body = signed.split(b"\r\n\r\n", 1)
+    for extra in (b"Subject: Win a prize", b"From: other@example.net", b"Feedback-ID: x:y:z:w",
+                  b"List-Unsubscribe: <https://evil.example/u>"):
+        assert not dkim.verify(head + b"\r\n" + extra + b"\r\n\r\n" + body, dnsfunc=dns_for({"s1": txt}))

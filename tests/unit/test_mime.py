@@ -14,7 +14,14 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from lunamail.lib.mime import Attachment, CampaignMime, format_date, make_message_id, qp_encode
+from lunamail.lib.mime import (
+    Attachment,
+    CampaignMime,
+    extra_header_problems,
+    format_date,
+    make_message_id,
+    qp_encode,
+)
 
 UNSUB = "https://lists.example.com/u/tok.abc123"
 DATE = 1_700_000_000.0
@@ -197,3 +204,36 @@ def test_rejects_bad_input() -> None:
         build(campaign(), to_email="jörg@example.org")
     with pytest.raises(ValueError):
         campaign(extra_headers={"Bad Header": "x"})
+
+
+def test_list_id_and_feedback_id_are_per_message() -> None:
+    m = CampaignMime(from_email="news@example.com")
+    raw = m.build(to_email="a@example.org", subject="s", html="<p>x</p>", text="x",
+                  unsubscribe_url="https://example.com/u/t", message_id="<1@example.com>", date=0,
+                  list_id="l1.acct.example.com", feedback_id="c1:l1:acct:lunamail")
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert b"\r\nList-Id: <l1.acct.example.com>\r\n" in head
+    assert b"\r\nFeedback-ID: c1:l1:acct:lunamail\r\n" in head
+    assert head.count(b"List-Id:") == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "problem"),
+    [
+        ({"X-Campaign-Tag": "spring"}, None),
+        ({"List-Unsubscribe": "<https://evil.example>"}, "set by the platform"),
+        ({"Feedback-ID": "a:b:c:d"}, "set by the platform"),
+        ({"X-Lunamail-Token": "x"}, "set by the platform"),
+        ({"X-Tag": "one\r\nBcc: victim@example.com"}, "one line"),
+        ({"X-Tag": "one\nBcc: victim@example.com"}, "one line"),
+        ({"Bad Name": "x"}, "printable ASCII"),
+        ({"X-Colon:": "x"}, "printable ASCII"),
+        ({"X-Long": "x" * 901}, "longer than 900"),
+    ],
+)
+def test_extra_headers_are_validated(headers: dict[str, str], problem: str | None) -> None:
+    found = extra_header_problems(headers)
+    if problem is None:
+        assert found == []
+    else:
+        assert found and problem in found[0]

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-__all__ = ["DEFAULT_HEADERS", "Algorithm", "DkimSigner", "MultiSigner", "generate_keys"]
+__all__ = ["DEFAULT_HEADERS", "OVERSIGNED", "Algorithm", "DkimSigner", "MultiSigner", "generate_keys"]
 
 Algorithm = Literal["rsa-sha256", "ed25519-sha256"]
 
@@ -34,9 +34,14 @@ DEFAULT_HEADERS: tuple[str, ...] = (
     "list-id",
     "list-unsubscribe",
     "list-unsubscribe-post",
+    "feedback-id",
     "mime-version",
     "content-type",
 )
+# Named once more in h= than they occur (RFC 6376 8.15 "oversigning"): a relay or
+# forwarder that adds a second From, Subject, unsubscribe header or Feedback-ID
+# breaks the signature instead of changing what the reader or the provider sees.
+OVERSIGNED: tuple[str, ...] = ("from", "subject", "list-unsubscribe", "list-unsubscribe-post", "feedback-id")
 
 _WSP_RUN = re.compile(rb"[ \t]+")
 _WSP_EOL = re.compile(rb"[ \t]+\r\n")
@@ -108,6 +113,7 @@ class DkimSigner:
         private_key_pem: bytes,
         algorithm: Algorithm = "rsa-sha256",
         headers: Sequence[str] = DEFAULT_HEADERS,
+        oversign: Sequence[str] = OVERSIGNED,
     ) -> None:
         key = serialization.load_pem_private_key(private_key_pem, password=None)
         if algorithm == "rsa-sha256" and not isinstance(key, rsa.RSAPrivateKey):
@@ -123,6 +129,7 @@ class DkimSigner:
         self._headers = tuple(h.lower() for h in headers)
         if "from" not in self._headers:
             self._headers = ("from", *self._headers)
+        self._oversign = tuple(h.lower() for h in oversign)
 
     def sign(self, message: bytes, *, timestamp: float | None = None) -> bytes:
         """``message`` (CRLF line endings) with a DKIM-Signature header prepended."""
@@ -136,10 +143,12 @@ class DkimSigner:
         """The ``DKIM-Signature`` field (ending in CRLF) for already parsed headers and body
         hash, so several signers can share that work (see ``MultiSigner``)."""
         names = [h for h in self._headers if h.encode("ascii") in fields]
+        # The extra names match no further instance: they hash as nothing, but sign the absence.
+        signed = names + list(self._oversign)
         t = int(time.time() if timestamp is None else timestamp)
         sig = (
             f"DKIM-Signature: v=1; a={self.algorithm}; c=relaxed/relaxed; d={self.domain};\r\n"
-            f"\ts={self.selector}; t={t};\r\n\th={_fold_names(names)};\r\n"
+            f"\ts={self.selector}; t={t};\r\n\th={_fold_names(signed)};\r\n"
             + _fold_b64("\tbh=", body_hash)
             + ";\r\n\tb="
         )

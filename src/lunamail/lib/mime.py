@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 __all__ = [
+    "RESERVED_HEADERS",
     "Attachment",
     "CampaignMime",
     "encode_header_text",
+    "extra_header_problems",
     "format_address",
     "format_date",
     "make_message_id",
@@ -37,6 +39,40 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 _PLAIN_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]+")
 _HEADER_NAME = re.compile(r"[!-9;-~]+")  # printable ASCII except ':'
 _NEWLINES = re.compile(r"\r\n?|\n")
+
+
+# Headers the platform writes itself (or that a relay adds): a campaign may not set them.
+RESERVED_HEADERS = frozenset({
+    "from", "to", "cc", "bcc", "sender", "reply-to", "subject", "date", "message-id", "return-path",
+    "list-id", "list-unsubscribe", "list-unsubscribe-post", "feedback-id", "dkim-signature",
+    "mime-version", "content-type", "content-transfer-encoding", "received", "precedence",
+    "x-lunamail-token", "x-lunamail-campaign", "x-lunamail-test", "arc-seal", "arc-message-signature",
+    "arc-authentication-results", "authentication-results",
+})
+MAX_EXTRA_HEADERS = 20
+
+
+def extra_header_problems(headers: Mapping[str, str]) -> list[str]:
+    """What is wrong with a campaign's own extra headers ([] when they are usable): printable
+    ASCII names, single-line values under 900 characters, none of the reserved ones."""
+    out: list[str] = []
+    if len(headers) > MAX_EXTRA_HEADERS:
+        out.append(f"at most {MAX_EXTRA_HEADERS} extra headers")
+    seen: set[str] = set()
+    for name, value in headers.items():
+        low = str(name).lower()
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name) or len(name) > 76:
+            out.append(f"header name {name!r} must be printable ASCII without ':' or spaces")
+        elif low in RESERVED_HEADERS or low.startswith("x-lunamail-"):
+            out.append(f"header {name!r} is set by the platform and cannot be overridden")
+        elif low in seen:
+            out.append(f"header {name!r} is given twice")
+        if not isinstance(value, str) or "\r" in value or "\n" in value or "\x00" in value:
+            out.append(f"header {name!r}: the value must be one line of text")
+        elif len(value) > 900:
+            out.append(f"header {name!r}: the value is longer than 900 characters")
+        seen.add(low)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +295,7 @@ class CampaignMime:
         *,
         from_email: str,
         from_name: str = "",
-        list_id: str,
+        list_id: str = "",
         list_name: str = "",
         reply_to: str | None = None,
         unsubscribe_mailto: str | None = None,
@@ -279,10 +315,11 @@ class CampaignMime:
         ]
         if reply_to:
             head.append(_header("Reply-To", _ascii_address(reply_to)))
-        list_id_value = f"<{_ascii_domain(list_id)}>"
-        if list_name:
-            list_id_value = _phrase(list_name, _SOFT_LIMIT - 9) + " " + list_id_value
-        head.append(_header("List-Id", list_id_value))
+        if list_id:  # else each message names its own list (see ``build``)
+            list_id_value = f"<{_ascii_domain(list_id)}>"
+            if list_name:
+                list_id_value = _phrase(list_name, _SOFT_LIMIT - 9) + " " + list_id_value
+            head.append(_header("List-Id", list_id_value))
         head.append(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
         for k, v in (extra_headers or {}).items():
             if not _HEADER_NAME.fullmatch(k):
@@ -332,9 +369,14 @@ class CampaignMime:
         date: float,
         return_path_token: str | None = None,
         headers: Mapping[str, str] | None = None,
+        list_id: str | None = None,
+        feedback_id: str | None = None,
     ) -> bytes:
         """The whole message as bytes.  ``return_path_token`` is also written as
-        ``X-Lunamail-Token`` so bounce reports that quote only headers still map back."""
+        ``X-Lunamail-Token`` so bounce reports that quote only headers still map back.
+        ``list_id`` (RFC 2919, e.g. ``<list>.<account>.<domain>``) and ``feedback_id``
+        (``campaign:list:account:sender``) are per message: a campaign to several lists
+        names each recipient's own list."""
         if not message_id.startswith("<"):
             message_id = f"<{message_id}>"
         unsub = f"<{unsubscribe_url}>"
@@ -358,6 +400,12 @@ class CampaignMime:
         ]
         if return_path_token:
             parts.append(_header("X-Lunamail-Token", return_path_token))
+        if list_id:
+            parts.append(_header("List-Id", f"<{_ascii_domain(list_id)}>"))
+        if feedback_id:
+            if not feedback_id.isascii() or not feedback_id.isprintable() or len(feedback_id) > 200:
+                raise ValueError("feedback_id must be printable ASCII")
+            parts.append(_header("Feedback-ID", feedback_id))
         if headers:
             for k, v in headers.items():
                 if not _HEADER_NAME.fullmatch(k):

@@ -11,7 +11,7 @@ from typing import Any
 
 from lunamail.lib import tokens
 from lunamail.lib.dkim import Algorithm, DkimSigner, MultiSigner
-from lunamail.lib.mime import Attachment, CampaignMime, make_message_id
+from lunamail.lib.mime import Attachment, CampaignMime, extra_header_problems, make_message_id
 from lunamail.lib.templating import RenderBound, RenderProblem, compile_campaign
 from lunamail.lib.tracklinks import TrackingLinks, insert_pixel
 from lunamail.lib.verp import encode_return_path
@@ -66,15 +66,21 @@ class PreparedCampaign:
         )
         self._campaign_ctx = {"id": campaign, "name": content.get("name", ""),
                               "subject": content.get("subject", "")}
-        headers = {"X-Lunamail-Campaign": campaign, **dict(content.get("headers") or {})}
+        extra = dict(content.get("headers") or {})
+        problems = extra_header_problems(extra)
+        if problems:
+            raise ValueError("; ".join(problems))
+        headers = {"X-Lunamail-Campaign": campaign, **extra}
         if test:
             headers["X-Lunamail-Test"] = "1"
+        # List-Id names the list (stable across campaigns, RFC 2919); Feedback-ID follows
+        # Gmail's campaign:customer:mail-type:sender-id shape.  Both are per recipient.
+        self._list_domain = self._from_domain
+        self._sender_id = deps.settings.feedback_sender_id or "lunamail"
         self._mime = CampaignMime(
             from_name=str(content.get("from_name") or ""),
             from_email=from_email,
             reply_to=content.get("reply_to") or None,
-            list_id=f"{campaign}.{account}.{self._from_domain}",
-            list_name=str(content.get("name") or ""),
             extra_headers=headers,
             attachments=[
                 Attachment(a["filename"], deps.blobs.get(a["key"]),
@@ -107,6 +113,7 @@ class PreparedCampaign:
     def build(self, r: dict[str, Any]) -> OutgoingMail:
         email = r["email"]
         acct, camp = self.account, self.campaign
+        lst = str(r.get("list") or "")
         unsubscribe_url = self._unsub_base + tokens.make_token(
             self._unsub_key, acct, "u", camp, r.get("list", ""), email)
         view_url = self._view_base + tokens.make_token(self._view_key, acct, "v", camp, email)
@@ -128,6 +135,8 @@ class PreparedCampaign:
             html=html, text=out.text, unsubscribe_url=unsubscribe_url,
             message_id=make_message_id(self._from_domain), date=now,
             return_path_token=mail_from.partition("@")[0],
+            list_id=f"{lst or 'test'}.{acct}.{self._list_domain}",
+            feedback_id=f"{camp}:{lst or 'test'}:{acct}:{self._sender_id}",
         )
         if self._signer is not None:
             data = self._signer.sign(data)
