@@ -34,6 +34,8 @@ class _Handler:
         # aiosmtpd reads commands one by one from a buffered stream, so pipelined
         # commands work; advertise it so clients batch MAIL/RCPT/DATA.
         session.host_name = hostname
+        with self.owner._lock:
+            self.owner.helo_names.append(hostname)
         return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
     async def handle_RCPT(
@@ -124,6 +126,7 @@ class CaptureServer:
         self.messages: list[Received] = []
         self.count = 0
         self.sessions = 0
+        self.helo_names: list[str] = []  # what each EHLO said
         self._data_seen = 0
         self._tls = tls_context
         self._implicit_tls = implicit_tls
@@ -239,3 +242,37 @@ class CaptureServer:
                 return True
             time.sleep(0.01)
         return self.count >= n
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lunamail.devtools.smtp_capture [--host H] [--port P] [--out DIR]``: run a
+    capture server in the foreground until Ctrl-C or SIGTERM; with ``--out`` each accepted
+    message is written there as an ``.eml`` file, else only counted."""
+    import argparse
+    import signal
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m lunamail.devtools.smtp_capture",
+                                     description="A local SMTP sink that keeps what it receives.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=2525, help="port (default 2525; 0 picks a free one)")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the received .eml files")
+    args = parser.parse_args(argv)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with CaptureServer(args.host, args.port, out_dir=args.out) as server:
+        where = f", writing to {args.out}" if args.out is not None else ""
+        print(f"capturing SMTP on {args.host}:{server.port}{where} (Ctrl-C stops)", flush=True)
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        print(f"stopped after {server.count} message(s)", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
