@@ -45,7 +45,9 @@ class Settings:
     data_dir: Path = _s(DEFAULT_DATA_DIR, "SQLite files, queue, blobs, keys")
     base_url: str = _s("http://127.0.0.1:8000", "public URL of `lunamail serve` (tracking, unsubscribe, web view links)")
     smtp_url: str = _s("smtp://127.0.0.1:25", "`smtp://`, `smtp+starttls://` or `smtps://`, optional `user:pass@`, "
-                       "`?verify=false` for self-signed relays; `ses://?region=eu-west-1` sends through Amazon SES")
+                       "`?verify=false` for self-signed relays, on `smtp://` `?tls=opportunistic` (default: "
+                       "STARTTLS whenever offered), `required` or `off`; `ses://?region=eu-west-1` sends through "
+                       "Amazon SES")
     # backends
     store: str = _s("sqlite", "item store: `sqlite`, `dynamodb` or `memory`")
     queue: str = _s("local", "queue: `local` (SQLite in the data folder) or `sqs`")
@@ -64,6 +66,7 @@ class Settings:
     send_window: str = _s("", "an extra cap `N/seconds`, e.g. `50000/3600` (50,000 per hour)")
     smtp_connections: int = _s(4, "concurrent SMTP connections per worker process (reused, pipelined)")
     smtp_timeout: float = _s(30.0, "seconds an SMTP reply may take")
+    smtp_helo: str = _s("", "the name this sender gives in EHLO (default: the host of `base_url`)")
     batch_size: int = _s(500, "recipients per send batch")
     page_size: int = _s(2000, "recipients per audience page (one planning handler run)")
     defer_base_delay: float = _s(60.0, "seconds before the first retry of a 4xx-deferred recipient; doubles per attempt")

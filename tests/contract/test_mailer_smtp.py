@@ -148,6 +148,45 @@ class TestSmtpMailerStartTlsAuth(MailerContract):
             assert server.count == 0
 
 
+def test_plain_smtp_upgrades_to_tls_when_the_relay_offers_it(tmp_path: Path) -> None:
+    ctx = make_tls_context(tmp_path)
+    # This relay refuses mail before STARTTLS: only an upgraded session gets through.
+    with CaptureServer(tls_context=ctx, require_starttls=True) as server:
+        mailer = SmtpMailer.from_url(f"smtp://127.0.0.1:{server.port}", connections=1, timeout=10,
+                                     helo="news.example.org")
+        try:
+            results = send_all(mailer, mails(3))
+        finally:
+            mailer.close()
+        assert all(r.code == 250 for r in results.values())
+        assert server.count == 3
+        assert server.helo_names and set(server.helo_names) == {"news.example.org"}
+        off = SmtpMailer.from_url(f"smtp://127.0.0.1:{server.port}?tls=off", connections=1, timeout=10)
+        try:
+            refused = send_all(off, mails(2))
+        finally:
+            off.close()
+        assert all(r.code != 250 for r in refused.values())
+        assert server.count == 3
+
+
+def test_required_tls_on_plain_smtp_refuses_a_relay_without_starttls() -> None:
+    with CaptureServer() as server:
+        mailer = SmtpMailer.from_url(f"smtp://127.0.0.1:{server.port}?tls=required", connections=1, timeout=10)
+        try:
+            results = send_all(mailer, mails(2))
+        finally:
+            mailer.close()
+        assert all(r.outcome == "deferred" and "STARTTLS" in r.reply for r in results.values())
+        assert server.count == 0
+        # opportunistic (the default) sends in the clear to a relay that offers no TLS
+        plain = SmtpMailer.from_url(f"smtp://127.0.0.1:{server.port}", connections=1, timeout=10)
+        try:
+            assert all(r.code == 250 for r in send_all(plain, mails(2)).values())
+        finally:
+            plain.close()
+
+
 class TestSmtpMailerImplicitTlsAuth(MailerContract):
     def harness(self, tmp_path: Path, *, connections: int) -> Iterator[Harness]:
         ctx = make_tls_context(tmp_path)
@@ -177,7 +216,25 @@ def test_from_url(url: str, expected: tuple[object, ...]) -> None:
         mailer.close()
 
 
-@pytest.mark.parametrize("url", ["http://relay.example", "smtp://", "smtp://relay.example?bogus=1"])
+@pytest.mark.parametrize(
+    ("url", "security", "tls"),
+    [
+        ("smtp://relay.example", "plain", "opportunistic"),
+        ("smtp://relay.example?tls=off", "plain", "off"),
+        ("smtp://relay.example?tls=required", "starttls", "required"),
+        ("smtp+starttls://relay.example", "starttls", "required"),
+    ],
+)
+def test_from_url_tls_modes(url: str, security: str, tls: str) -> None:
+    mailer = SmtpMailer.from_url(url, connections=1)
+    try:
+        assert (mailer.settings.security, mailer.settings.tls) == (security, tls)
+    finally:
+        mailer.close()
+
+
+@pytest.mark.parametrize("url", ["http://relay.example", "smtp://", "smtp://relay.example?bogus=1",
+                                 "smtp://relay.example?tls=maybe", "smtps://relay.example?tls=off"])
 def test_from_url_rejects(url: str) -> None:
     with pytest.raises(ValueError):
         SmtpMailer.from_url(url)

@@ -299,9 +299,25 @@ def _build_mailer(settings: Settings) -> Mailer:
 
     mailer: Mailer = SmtpMailer.from_url(
         settings.smtp_url, connections=settings.smtp_connections, timeout=settings.smtp_timeout,
-        pacer=build_pacer(settings),
+        pacer=build_pacer(settings), helo=settings.smtp_helo or helo_from_base_url(settings.base_url),
     )
     return mailer
+
+
+def helo_from_base_url(base_url: str) -> str:
+    """The EHLO name when none is set: the public host of ``lunamail serve`` (an address
+    literal in brackets, as RFC 5321 wants), not the machine's own host name."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(base_url).hostname or "").strip()
+    if not host:
+        return "localhost"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host.encode("idna").decode("ascii") if not host.isascii() else host
+    return f"[IPv6:{ip}]" if ip.version == 6 else f"[{ip}]"
 
 
 def build_pacer(settings: Settings) -> Pacer | None:

@@ -35,6 +35,9 @@ from lunamail.ports.pacer import Pacer
 __all__ = ["SmtpMailer", "SmtpSettings"]
 
 Security = Literal["plain", "starttls", "tls"]
+# STARTTLS on smtp:// -- "opportunistic" (default: upgrade whenever the relay offers it,
+# RFC 7435), "required" (as smtp+starttls://), "off" (never).
+TlsMode = Literal["required", "opportunistic", "off"]
 _DEFAULT_PORTS = {"plain": 25, "starttls": 587, "tls": 465}
 _SCHEMES: dict[str, Security] = {"smtp": "plain", "smtp+starttls": "starttls", "smtps": "tls"}
 _QUEUED_AS = re.compile(r"queued as ([0-9A-Za-z]+)")
@@ -51,6 +54,7 @@ class SmtpSettings:
     password: str | None = None
     verify: bool = True
     helo: str | None = None
+    tls: TlsMode = "opportunistic"
     connections: int = 4
     timeout: float = 30.0
 
@@ -109,6 +113,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.error: Exception | None = None
         self.caps: dict[str, str] = {}
+        self.tls = False  # upgraded with STARTTLS
         self.inflight: list[_Item] = []  # written, no final reply yet
         self._buf = b""
         self._lines: list[str] = []
@@ -240,6 +245,17 @@ class SmtpMailer:
             if not settings.verify:
                 self._ssl.check_hostname = False
                 self._ssl.verify_mode = ssl.CERT_NONE
+        # Opportunistic TLS encrypts against passive listeners; it cannot authenticate a relay
+        # that never promised a certificate, so it does not verify (unless credentials go over
+        # it, where the verified context above is used).
+        self._opportunistic: ssl.SSLContext | None = None
+        if settings.security == "plain" and settings.tls == "opportunistic":
+            if self._ssl is not None:
+                self._opportunistic = self._ssl
+            else:
+                self._opportunistic = ssl.create_default_context()
+                self._opportunistic.check_hostname = False
+                self._opportunistic.verify_mode = ssl.CERT_NONE
         self._helo = settings.helo or socket.gethostname() or "localhost"
         self._queue: deque[_Item] = deque()
         self._idle: list[asyncio.Future[None]] = []
@@ -266,7 +282,9 @@ class SmtpMailer:
         helo: str | None = None,
     ) -> SmtpMailer:
         """``smtp://``, ``smtp+starttls://`` or ``smtps://``, optional ``user:pass@``
-        (percent-encoded) and ``?verify=false`` for self-signed relays in development."""
+        (percent-encoded), ``?verify=false`` for self-signed relays in development, and on
+        ``smtp://`` ``?tls=opportunistic`` (default: STARTTLS when offered), ``required`` or
+        ``off``.  ``?helo=`` (or ``helo``) names this client in EHLO."""
         parts = urlsplit(url)
         security = _SCHEMES.get(parts.scheme.lower())
         if security is None:
@@ -274,10 +292,17 @@ class SmtpMailer:
         if not parts.hostname:
             raise ValueError(f"SMTP URL {url!r}: no host")
         opts = {k.lower(): v[-1] for k, v in parse_qs(parts.query).items()}
-        unknown = set(opts) - {"verify", "helo"}
+        unknown = set(opts) - {"verify", "helo", "tls"}
         if unknown:
             raise ValueError(f"SMTP URL: unknown option(s) {', '.join(sorted(unknown))}")
         verify = opts.get("verify", "true").lower() not in ("false", "0", "no", "off")
+        tls = opts.get("tls", "opportunistic" if security == "plain" else "required").lower()
+        if tls not in ("required", "opportunistic", "off"):
+            raise ValueError("SMTP URL: tls must be required, opportunistic or off")
+        if security == "plain" and tls == "required":
+            security = "starttls"
+        elif security != "plain" and tls != "required":
+            raise ValueError(f"SMTP URL: {parts.scheme}:// always uses TLS; tls={tls} applies to smtp:// only")
         settings = SmtpSettings(
             host=parts.hostname,
             port=parts.port or _DEFAULT_PORTS[security],
@@ -285,7 +310,8 @@ class SmtpMailer:
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             verify=verify,
-            helo=helo or opts.get("helo"),
+            helo=opts.get("helo") or helo,
+            tls="required" if security != "plain" else ("off" if tls == "off" else "opportunistic"),
             connections=connections,
             timeout=timeout,
         )
@@ -515,16 +541,19 @@ class SmtpMailer:
         if code != 220:
             raise SmtpError(421 if code == 421 else 451, f"4.4.0 relay greeting: {code} {text}")
         await self._ehlo(conn)
-        if s.security == "starttls":
+        upgrade = s.security == "starttls" or (self._opportunistic is not None and "STARTTLS" in conn.caps)
+        if upgrade:
             if "STARTTLS" not in conn.caps:
                 raise SmtpError(451, "4.7.0 relay does not offer STARTTLS")
             code, text = await conn.command("STARTTLS")
             if code != 220:
                 raise SmtpError(451, f"4.7.0 STARTTLS refused: {code} {text}")
-            assert conn.transport is not None and self._ssl is not None
-            tls = await self._loop.start_tls(conn.transport, conn, self._ssl, server_hostname=s.host)
+            context = self._ssl if s.security == "starttls" else self._opportunistic
+            assert conn.transport is not None and context is not None
+            tls = await self._loop.start_tls(conn.transport, conn, context, server_hostname=s.host)
             assert isinstance(tls, asyncio.Transport)
             conn.transport = tls
+            conn.tls = True
             await self._ehlo(conn)
         if s.username:
             await self._auth(conn, s.username, s.password or "")
