@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint browser bench clean
+.PHONY: demo test lint browser spamassassin bench clean
 
 $(BIN)/lunamail: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,7 +16,7 @@ demo: $(BIN)/lunamail
 	$(BIN)/lunamail demo
 
 ## Lint, type-check, layering contracts, then the whole test suite.
-test: $(BIN)/lunamail browser lint
+test: $(BIN)/lunamail browser spamassassin lint
 	$(BIN)/python -m pytest -n 2 -q
 
 ## The web-page tests drive Debian's Chromium through Playwright (never a downloaded browser).
@@ -24,6 +24,12 @@ browser:
 	@test -x /usr/bin/chromium || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "install Debian's chromium package (sudo apt-get install chromium) for the browser tests"; exit 1; fi; }
+
+## A deliverability test scores a newsletter with SpamAssassin's stock rules, offline (Debian's package).
+spamassassin:
+	@command -v spamassassin >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq spamassassin >/dev/null; \
+	  else echo "install Debian's spamassassin package (sudo apt-get install spamassassin) for the deliverability test"; exit 1; fi; }
 
 lint: $(BIN)/lunamail
 	$(BIN)/ruff check src tests bench

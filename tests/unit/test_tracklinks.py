@@ -161,12 +161,14 @@ def test_separator_in_a_url_is_percent_encoded_and_refused_in_ids() -> None:
 def test_insert_pixel_goes_before_the_closing_body_or_at_the_end() -> None:
     px = "https://t.example.com/o/abc.def.gif"
     out = insert_pixel("<html><body><p>Hi</p></body></html>", px)
-    assert out == (
-        '<html><body><p>Hi</p><img src="https://t.example.com/o/abc.def.gif" width="1" height="1"'
-        ' alt="" style="display:block;border:0"></body></html>'
-    )
-    assert insert_pixel("<p>Hi</p>", px).startswith("<p>Hi</p><img ")
-    assert insert_pixel("<P>Hi</P></BODY>", px).endswith('border:0"></BODY>')
+    assert out.startswith("<html><body><p>Hi</p><table role=\"presentation\"")
+    assert out.endswith("<![endif]--></body></html>")
+    # a cell background for most clients, an <img> only inside Outlook's conditional comment
+    assert f'background="{px}"' in out and f"background-image:url('{px}')" in out
+    assert out.count("<img") == 1 and out.index("<!--[if mso]><img") < out.index("<![endif]-->")
+    assert "<img" not in out.replace(out[out.index("<!--[if mso]>"):out.index("<![endif]-->")], "")
+    assert insert_pixel("<p>Hi</p>", px).startswith("<p>Hi</p><table ")
+    assert insert_pixel("<P>Hi</P></BODY>", px).endswith("<![endif]--></BODY>")
     assert '&amp;"' not in insert_pixel("", 'https://t.example/o/a"b&c')
     assert 'src="https://t.example/o/a&quot;b&amp;c"' in insert_pixel("", 'https://t.example/o/a"b&c')
 

@@ -143,10 +143,21 @@ class TrackingLinks:
 
 
 def insert_pixel(html: str, pixel_url: str) -> str:
-    """``html`` with a 1x1 image just before its last ``</body>`` (appended when there is none).
+    """``html`` with the open pixel just before its last ``</body>`` (appended when there is
+    none), last so a client that stops loading early has already shown the content.
 
-    The image goes last so a client that stops loading early has already shown the content."""
-    tag = f'<img src="{_attr(pixel_url)}" width="1" height="1" alt="" style="display:block;border:0">'
+    Not an ``<img>``: spam filters score a short, text-rich newsletter as "image only"
+    (SpamAssassin's ``HTML_IMAGE_ONLY_*``, +2 points) for a single 1x1 image.  The pixel is
+    a 1x1 cell's background (loaded by Gmail, Apple Mail, Yahoo, Outlook on the web), and
+    an ``<img>`` inside an Outlook-only conditional comment for Outlook on Windows, which
+    ignores cell backgrounds; filters skip comments."""
+    url = _attr(pixel_url)
+    tag = (
+        '<table role="presentation" width="1" height="1" cellpadding="0" cellspacing="0" border="0">'
+        f'<tr><td width="1" height="1" background="{url}" style="background-image:url(\'{url}\');'
+        'font-size:1px;line-height:1px">&#8203;</td></tr></table>'
+        f'<!--[if mso]><img src="{url}" width="1" height="1" alt="" border="0"><![endif]-->'
+    )
     at = html.rfind("</body>")
     if at < 0:
         at = html.rfind("</BODY>")
