@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent
@@ -328,62 +329,47 @@ def domino(rcpts: list[tuple[str, str, str]]) -> str:
 
 
 # Mailbox providers of several countries: prose in their own language, the address inside
-# a sentence, the SMTP reply on its own line.
-def gmx_de(rcpts: list[tuple[str, str, str]]) -> str:
-    a, _, d = rcpts[0]
-    body = ("Diese Nachricht wurde automatisch vom Mailsystem erzeugt.\n\nIhre Nachricht an "
-            f"{a} konnte nicht zugestellt werden.\nDer Empfänger-Server meldete:\n\n    {d.format(a=a)}\n\n"
-            "--- Kopie der ursprünglichen Nachricht ---\n\n" + original(a, full=False))
-    return plain("Mail Delivery System <mailer-daemon@gmx.net>", "Unzustellbar: The November issue", body)
+# a sentence, the SMTP reply after it, then a marked copy of the original.
+# (From, Subject, the notice with {a} for the address and {d} for the reply, the mark)
+LOCALISED = {
+    "gmx": ("Mail Delivery System <mailer-daemon@gmx.net>", "Unzustellbar: The November issue",
+            "Diese Nachricht wurde automatisch vom Mailsystem erzeugt.\n\nIhre Nachricht an {a} konnte nicht "
+            "zugestellt werden.\nDer Empfänger-Server meldete:\n\n    {d}\n\n",
+            "--- Kopie der ursprünglichen Nachricht ---\n\n"),
+    "orange": ("MAILER-DAEMON@orange.example.fr", "Non remis : The November issue",
+               "Votre message n'a pas pu être délivré au destinataire {a}.\n\nRaison : {d}\n\n"
+               "Le message original est joint ci-dessous.\n\n", "-- Message original --\n"),
+    "mailru": ("Mail Delivery System <mailer-daemon@corp.mail.example.ru>", "Недоставленное сообщение",
+               "Не удалось доставить сообщение получателю {a}.\n\nОтвет сервера:\n{d}\n\n",
+               "--- Ниже приведена копия исходного сообщения ---\n\n"),
+    "libero": ("postmaster@libero.example.it", "Mancata consegna: The November issue",
+               "Il messaggio per {a} non è stato consegnato.\n\nErrore del server remoto: {d}\n\n",
+               "---- Messaggio originale ----\n"),
+    "qq": ("PostMaster@qq.example.com", "退信：The November issue",
+           "很抱歉您的邮件没能成功发送给 {a} 。\n\n原因：{d}\n\n", "----- 原始邮件 -----\n"),
+    "uol": ("MAILER-DAEMON@uol.example.com.br", "Falha na entrega: The November issue",
+            "Não foi possível entregar a sua mensagem para {a}.\n\nO servidor remoto respondeu: {d}\n\n",
+            "--- Mensagem original ---\n"),
+    "naver": ("MAILER-DAEMON@naver.example.com", "메일 전송 실패: The November issue",
+              "{a} 님에게 보낸 메일이 전달되지 못했습니다.\n\n실패 사유: {d}\n\n", "----- 원본 메시지 -----\n"),
+}
 
 
-def orange_fr(rcpts: list[tuple[str, str, str]]) -> str:
-    a, _, d = rcpts[0]
-    body = (f"Votre message n'a pas pu être délivré au destinataire {a}.\n\nRaison : {d.format(a=a)}\n\n"
-            "Le message original est joint ci-dessous.\n\n-- Message original --\n" + original(a, full=False))
-    return plain("MAILER-DAEMON@orange.example.fr", "Non remis : The November issue", body)
+def localised(name: str) -> Callable[[list[tuple[str, str, str]]], str]:
+    frm, subject, notice, mark = LOCALISED[name]
 
+    def make(rcpts: list[tuple[str, str, str]]) -> str:
+        a, _, d = rcpts[0]
+        body = notice.replace("{a}", a).replace("{d}", d.format(a=a)) + mark + original(a, full=False)
+        return plain(frm, subject, body)
 
-def mailru(rcpts: list[tuple[str, str, str]]) -> str:
-    a, _, d = rcpts[0]
-    body = (f"Не удалось доставить сообщение получателю {a}.\n\nОтвет сервера:\n{d.format(a=a)}\n\n"
-            "--- Ниже приведена копия исходного сообщения ---\n\n" + original(a, full=False))
-    return plain("Mail Delivery System <mailer-daemon@corp.mail.example.ru>", "Недоставленное сообщение", body)
-
-
-def libero_it(rcpts: list[tuple[str, str, str]]) -> str:
-    a, _, d = rcpts[0]
-    body = (f"Il messaggio per {a} non è stato consegnato.\n\nErrore del server remoto: {d.format(a=a)}\n\n"
-            "---- Messaggio originale ----\n" + original(a, full=False))
-    return plain("postmaster@libero.example.it", "Mancata consegna: The November issue", body)
-
-
-def qq_cn(rcpts: list[tuple[str, str, str]]) -> str:
-    a, _, d = rcpts[0]
-    body = (f"很抱歉您的邮件没能成功发送给 {a} 。\n\n原因：{d.format(a=a)}\n\n"
-            "----- 原始邮件 -----\n" + original(a, full=False))
-    return plain("PostMaster@qq.example.com", "退信：The November issue", body)
-
-
-def uol_br(rcpts: list[tuple[str, str, str]]) -> str:
-    a, _, d = rcpts[0]
-    body = (f"Não foi possível entregar a sua mensagem para {a}.\n\nO servidor remoto respondeu: "
-            f"{d.format(a=a)}\n\n--- Mensagem original ---\n" + original(a, full=False))
-    return plain("MAILER-DAEMON@uol.example.com.br", "Falha na entrega: The November issue", body)
-
-
-def naver_kr(rcpts: list[tuple[str, str, str]]) -> str:
-    a, _, d = rcpts[0]
-    body = (f"{a} 님에게 보낸 메일이 전달되지 못했습니다.\n\n실패 사유: {d.format(a=a)}\n\n"
-            "----- 원본 메시지 -----\n" + original(a, full=False))
-    return plain("MAILER-DAEMON@naver.example.com", "메일 전송 실패: The November issue", body)
+    return make
 
 
 FAMILIES = {
     "postfix": postfix, "exim": exim, "sendmail": sendmail, "qmail": qmail, "o365": exchange,
     "exchange2010": exchange2010, "gmail": gmail, "yahoo": yahoo, "courier": courier, "opensmtpd": opensmtpd,
-    "ses": ses, "mdaemon": mdaemon, "domino": domino, "gmx": gmx_de, "orange": orange_fr, "mailru": mailru,
-    "libero": libero_it, "qq": qq_cn, "uol": uol_br, "naver": naver_kr,
+    "ses": ses, "mdaemon": mdaemon, "domino": domino, **{name: localised(name) for name in LOCALISED},
 }
 MULTI = {"postfix", "exim", "sendmail", "qmail", "yahoo", "courier", "opensmtpd", "ses", "exchange2010"}
 
