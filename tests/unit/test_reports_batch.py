@@ -267,14 +267,3 @@ def test_more_ids_on_one_mark_item_than_one_update_carries() -> None:
     [item] = deps.store.query(k.report_pk(A, C), prefix=k.EVENTS, limit=10).items
     assert len(list(k.marked_events(item["sk"], item))) == 60
     assert api.campaign_report(deps, A, C)["opened"]["total"] == 60
-
-
-def test_an_event_counted_by_a_build_with_per_event_markers_is_not_counted_again() -> None:
-    deps, _store = counting_deps()
-    pk = k.report_pk(A, C)
-    [old, new] = opens(["old-1", "new-1"])
-    # what an older build wrote for an event it counted (then crashed before the ack)
-    deps.store.put({"pk": pk, "sk": f"{k.SEEN}open#old-1", "ttl": int(T0) + 86400})
-    handlers.on_opened_batch([old, new], deps)
-    handlers.on_opened(old, deps)
-    assert api.campaign_report(deps, A, C)["opened"]["total"] == 1

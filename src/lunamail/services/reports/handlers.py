@@ -272,14 +272,12 @@ def _project(deps: Deps, account: str, campaign: str, email: str, at: float, *,
     if event_id is not None:
         mark_sk, mark = k.event_mark(event_id)
         # Repeat opens and clicks are common: a cheap read of the markers spares the failed
-        # transaction and its retry.  It also finds the per-event ``SEEN#`` marker an older
-        # build wrote (an event it counted may be redelivered after an upgrade).  A marker
-        # written in between still cancels the transaction, and the loop below handles that.
-        found = deps.store.get_many([(pk, mark_sk), (pk, f"{k.SEEN}{event_id}"),
-                                     *((pk, f.sk) for f in remaining)])
-        if _marked(found[0], mark) or found[1] is not None:
+        # transaction and its retry.  A marker written in between still cancels the
+        # transaction, and the loop below handles that.
+        found = deps.store.get_many([(pk, mark_sk), *((pk, f.sk) for f in remaining)])
+        if _marked(found[0], mark):
             return False
-        remaining = [f for f, item in zip(remaining, found[2:], strict=True) if item is None]
+        remaining = [f for f, item in zip(remaining, found[1:], strict=True) if item is None]
     while event_id is not None or remaining:
         ops: list[WriteOp] = []
         if event_id is not None:
@@ -387,7 +385,6 @@ def _project_many(deps: Deps, plans: Sequence[_Plan]) -> int:
     pk_of: dict[tuple[str, str], str] = {}
     pks: list[str] = []
     reads: dict[tuple[str, str], None] = {}
-    kinds: dict[tuple[str, str], None] = {}
     for plan in plans:
         pk = pk_of.get((plan.account, plan.campaign))
         if pk is None:
@@ -396,17 +393,10 @@ def _project_many(deps: Deps, plans: Sequence[_Plan]) -> int:
         eid = plan.event_id
         if eid is not None:
             reads[(pk, k.event_mark(eid)[0])] = None
-            kinds[(pk, eid[: eid.find("#") + 1])] = None
         for f in plan.firsts:
             reads[(pk, f.sk)] = None
-    old = _old_markers(deps, kinds)
-    if old:
-        for plan, pk in zip(plans, pks, strict=True):
-            eid = plan.event_id
-            if eid is not None and (pk, eid[: eid.find("#") + 1]) in old:
-                reads[(pk, f"{k.SEEN}{eid}")] = None
     keys = list(reads)
-    taken: set[tuple[str, str]] = set()  # markers that exist: U# firsts, old SEEN# markers
+    taken: set[tuple[str, str]] = set()  # markers that exist: U# firsts
     counted_ids: set[tuple[str, str]] = set()  # (pk, event id) recorded in EV# items
     for (pk, sk), item in zip(keys, deps.store.get_many(keys), strict=True):
         if item is None:
@@ -420,7 +410,7 @@ def _project_many(deps: Deps, plans: Sequence[_Plan]) -> int:
         eid = plan.event_id
         if eid is not None:
             key = (pk, eid)
-            if key in counted_ids or (old and (pk, f"{k.SEEN}{eid}") in taken):
+            if key in counted_ids:
                 continue  # counted before (or earlier in this batch)
             counted_ids.add(key)
         firsts = [f for f in plan.firsts if (pk, f.sk) not in taken]
@@ -460,14 +450,6 @@ def _project_many(deps: Deps, plans: Sequence[_Plan]) -> int:
     if chunk:
         counted += _commit_chunk(deps, chunk)
     return counted
-
-
-def _old_markers(deps: Deps, kinds: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-    """The (report, ``kind#``) pairs whose report holds per-event ``SEEN#kind#…`` markers of
-    a build before ``EV#`` items: one short query each, so a new report (none) costs no
-    per-event read, and an event counted before an upgrade is still found."""
-    return {(pk, kind) for pk, kind in kinds
-            if deps.store.query(pk, prefix=f"{k.SEEN}{kind}", limit=1).items}
 
 
 def _commit_chunk(deps: Deps, chunk: Sequence[_Todo]) -> int:

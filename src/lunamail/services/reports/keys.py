@@ -20,7 +20,7 @@ TS_SHARDS = 4  # per-minute items are read in ranges, so fewer shards keep reads
 UNMAPPED = "_unmapped"  # the report of events that could not be tied to a campaign
 
 STATS = "STATS"
-SEEN = "SEEN#"  # one item per counted page/batch (and, before EV#, per tracking event)
+SEEN = "SEEN#"  # one item per counted page/batch
 EVENTS = "EV#"
 TS = "TS#"
 LINK = "LINK#"
