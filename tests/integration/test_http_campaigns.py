@@ -145,7 +145,8 @@ def test_schedule_publishes_a_delayed_send(capi: CampaignApi) -> None:
     resp = capi.client.post(f"/v1/campaigns/{cid}/schedule", headers=capi.a,
                             json={"at": at.isoformat()})
     assert resp.status_code == 200, resp.text
-    assert resp.json()["status"] == "scheduled" and resp.json()["scheduled_at"] == at.timestamp()
+    assert resp.json()["status"] == "scheduled"
+    assert datetime.fromisoformat(resp.json()["scheduled_at"]) == at  # RFC 3339 with an offset
     (later,) = [m for m in capi.published if isinstance(m, Later)]
     assert isinstance(later.message, SendCampaign) and later.message.at == at.timestamp()
     assert timedelta(days=1) < timedelta(seconds=later.delay) <= timedelta(days=2)

@@ -88,7 +88,7 @@ def test_upload_start_and_finish_an_import(env: Env) -> None:
 
     put = env.client.put(f"{path}?{urlencode(params)}", content=CSV, headers={"Content-Type": "text/csv"})
     assert put.status_code == 200, put.text
-    assert put.json()["size"] == len(CSV)
+    assert put.json()["size_bytes"] == len(CSV)
     key = path.removeprefix("/uploads/")
     assert env.system.blobs.get(key) == CSV
     # One PUT per URL.

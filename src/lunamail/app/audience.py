@@ -262,7 +262,7 @@ def _declare(env: Env, actor: Actor, list_ref: str, mode: str, mapping: Mapping[
     _save_intent(env, actor.account, intent)
     url = env.deps.blobs.upload_url(intent["blob"], expires=UPLOAD_EXPIRES_SECONDS, content_type="text/csv")
     view = _import_view(env, actor.account, intent)
-    view["upload"] = {"url": url, "method": "PUT", "expires_in": UPLOAD_EXPIRES_SECONDS}
+    view["upload"] = {"url": url, "method": "PUT", "expires_in_seconds": UPLOAD_EXPIRES_SECONDS}
     return view
 
 

@@ -33,6 +33,7 @@ from lunamail.entrypoints.http.auth import require_account
 from lunamail.entrypoints.http.context import ApiContext, Publish
 from lunamail.entrypoints.http.edge import BodyAfterAuth
 from lunamail.entrypoints.http.errors import install_error_handlers
+from lunamail.entrypoints.http.schemas import Health, error_responses
 from lunamail.ports.deps import Deps
 from lunamail.services.feedback.sns import SnsVerifier
 
@@ -101,11 +102,13 @@ def create_app(
     # a /v1 body is read only after its key checked out (FastAPI reads bodies before auth)
     app.add_middleware(BodyAfterAuth)
 
-    @app.get("/health", tags=["health"], summary="Liveness (no authentication)")
+    @app.get("/health", tags=["health"], response_model=Health, summary="Liveness (no authentication)")
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_account)])
+    v1 = APIRouter(
+        prefix="/v1", dependencies=[Depends(require_account)], responses=error_responses(401, 422)
+    )
     for router in (*V1_ROUTERS, *extra_routers):
         v1.include_router(router)
     app.include_router(v1)

@@ -15,7 +15,6 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Query
-from pydantic import BaseModel
 
 from lunamail.entrypoints.http.errors import ApiError
 from lunamail.ports.deps import Deps
@@ -28,11 +27,6 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")]
 Cursor = Annotated[
     str | None, Query(max_length=2048, description="`next_cursor` of the previous page.")
 ]
-
-
-class PageOut(BaseModel):
-    items: list[dict[str, Any]]
-    next_cursor: str | None = None
 
 
 def _b64(data: bytes) -> str:

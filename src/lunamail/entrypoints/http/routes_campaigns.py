@@ -20,9 +20,17 @@ from lunamail.entrypoints.http.pagination import (
     DEFAULT_LIMIT,
     Cursor,
     Limit,
-    PageOut,
     decode_cursor,
     page,
+)
+from lunamail.entrypoints.http.schemas import (
+    CampaignOut,
+    CampaignSendOut,
+    CampaignSummary,
+    Page,
+    PreviewOut,
+    TestSendOut,
+    error_responses,
 )
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"], route_class=ErrorRoute)
@@ -78,12 +86,6 @@ class PreviewIn(BaseModel):
     subscriber: PreviewSubscriber | None = Field(None, description="Render as this person (default: a sample).")
 
 
-class PreviewOut(BaseModel):
-    subject: str
-    html: str
-    text: str
-
-
 class TestIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     addresses: list[Address] = Field(min_length=1, max_length=20)
@@ -113,12 +115,20 @@ def view(c: Campaign, *, bodies: bool = True) -> dict[str, Any]:
     return doc
 
 
-@router.post("", status_code=201, summary="Create a draft campaign")
+@router.post(
+    "",
+    status_code=201,
+    response_model=CampaignOut,
+    responses=error_responses(409),
+    summary="Create a draft campaign",
+    description="With a chosen `id` the create is idempotent: a retry with the same body answers "
+    "201 with the campaign already saved; another body under that id is 409 `conflict`.",
+)
 def create_campaign(body: CampaignCreate, ctx: Ctx, actor: Acting) -> dict[str, Any]:
     return view(campaigns.create(ctx.env, actor, campaigns.NewCampaign(**body.model_dump())))
 
 
-@router.get("", response_model=PageOut, summary="Campaigns, newest first (without their bodies)")
+@router.get("", response_model=Page[CampaignSummary], summary="Campaigns, newest first (without their bodies)")
 def list_campaigns(
     ctx: Ctx,
     actor: Acting,
@@ -132,23 +142,23 @@ def list_campaigns(
     return page(ctx.deps, actor.account, scope, [view(c, bodies=False) for c in found.items], found.next_cursor)
 
 
-@router.get("/{campaign_id}", summary="One campaign, with its content")
+@router.get("/{campaign_id}", response_model=CampaignOut, responses=error_responses(404), summary="One campaign, with its content")
 def get_campaign(campaign_id: str, ctx: Ctx, actor: Acting) -> dict[str, Any]:
     return view(campaigns.get(ctx.env, actor, campaign_id))
 
 
-@router.patch("/{campaign_id}", summary="Change a draft")
+@router.patch("/{campaign_id}", response_model=CampaignOut, responses=error_responses(404, 409), summary="Change a draft")
 def update_campaign(campaign_id: str, body: CampaignUpdate, ctx: Ctx, actor: Acting) -> dict[str, Any]:
     return view(campaigns.edit(ctx.env, actor, campaign_id, campaigns.CampaignChanges(**body.model_dump())))
 
 
-@router.delete("/{campaign_id}", status_code=204, summary="Delete a draft, cancelled or failed campaign")
+@router.delete("/{campaign_id}", status_code=204, responses=error_responses(404, 409), summary="Delete a draft, cancelled or failed campaign")
 def delete_campaign(campaign_id: str, ctx: Ctx, actor: Acting) -> Response:
     campaigns.delete(ctx.env, actor, campaign_id)
     return Response(status_code=204)
 
 
-@router.post("/{campaign_id}/preview", response_model=PreviewOut, summary="Render for one (or a sample) subscriber")
+@router.post("/{campaign_id}/preview", response_model=PreviewOut, responses=error_responses(404), summary="Render for one (or a sample) subscriber")
 def preview_campaign(
     campaign_id: str, ctx: Ctx, actor: Acting, body: PreviewIn | None = None
 ) -> dict[str, str]:
@@ -157,35 +167,35 @@ def preview_campaign(
     return {"subject": out.subject, "html": out.html, "text": out.text}
 
 
-@router.post("/{campaign_id}/test", status_code=202, summary="Send a test copy (not counted in reports)")
+@router.post("/{campaign_id}/test", status_code=202, response_model=TestSendOut, responses=error_responses(404), summary="Send a test copy (not counted in reports)")
 def test_campaign(campaign_id: str, body: TestIn, ctx: Ctx, actor: Acting) -> dict[str, Any]:
     queued = campaigns.test(ctx.env, actor, campaign_id, body.addresses)
     return {"campaign": campaign_id, "addresses": list(queued.addresses), "status": "queued"}
 
 
-@router.post("/{campaign_id}/send", status_code=202, summary="Start sending now")
+@router.post("/{campaign_id}/send", status_code=202, response_model=CampaignSendOut, responses=error_responses(404, 409), summary="Start sending now")
 def send_campaign(campaign_id: str, ctx: Ctx, actor: Acting) -> dict[str, Any]:
     started = campaigns.send(ctx.env, actor, campaign_id)
     return {**view(started.campaign), "audience_size": started.audience_size}
 
 
-@router.post("/{campaign_id}/schedule", summary="Schedule (or move) the send")
+@router.post("/{campaign_id}/schedule", response_model=CampaignOut, responses=error_responses(404, 409), summary="Schedule (or move) the send")
 def schedule_campaign(campaign_id: str, body: ScheduleIn, ctx: Ctx, actor: Acting) -> dict[str, Any]:
     return view(campaigns.schedule(ctx.env, actor, campaign_id, body.at, tz=body.tz).campaign)
 
 
-@router.post("/{campaign_id}/pause", summary="Pause a sending campaign")
+@router.post("/{campaign_id}/pause", response_model=CampaignOut, responses=error_responses(404, 409), summary="Pause a sending campaign")
 def pause_campaign(
     campaign_id: str, ctx: Ctx, actor: Acting, body: PauseIn | None = None
 ) -> dict[str, Any]:
     return view(campaigns.pause(ctx.env, actor, campaign_id, reason=body.reason if body else ""))
 
 
-@router.post("/{campaign_id}/resume", summary="Resume a paused campaign")
+@router.post("/{campaign_id}/resume", response_model=CampaignOut, responses=error_responses(404, 409), summary="Resume a paused campaign")
 def resume_campaign(campaign_id: str, ctx: Ctx, actor: Acting) -> dict[str, Any]:
     return view(campaigns.resume(ctx.env, actor, campaign_id))
 
 
-@router.post("/{campaign_id}/cancel", summary="Cancel a scheduled, sending or paused campaign")
+@router.post("/{campaign_id}/cancel", response_model=CampaignOut, responses=error_responses(404, 409), summary="Cancel a scheduled, sending or paused campaign")
 def cancel_campaign(campaign_id: str, ctx: Ctx, actor: Acting) -> dict[str, Any]:
     return view(campaigns.cancel(ctx.env, actor, campaign_id))

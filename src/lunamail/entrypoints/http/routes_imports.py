@@ -25,6 +25,7 @@ from lunamail.domain.audience import ImportMode
 from lunamail.entrypoints.http.auth import Acting
 from lunamail.entrypoints.http.context import Ctx
 from lunamail.entrypoints.http.errors import ApiError, ErrorRoute
+from lunamail.entrypoints.http.schemas import ImportOut, error_responses
 from lunamail.ports.blobs import BlobNotFound
 
 router = APIRouter(prefix="/imports", tags=["imports"], route_class=ErrorRoute)
@@ -47,22 +48,27 @@ def _with_links(view: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-@router.post("", status_code=201, summary="Declare an import and get the URL to upload its CSV to")
+@router.post("", status_code=201, response_model=ImportOut, responses=error_responses(404), summary="Declare an import and get the URL to upload its CSV to")
 def create_import(body: ImportCreate, ctx: Ctx, actor: Acting) -> dict[str, Any]:
     return _with_links(audience.declare_import(ctx.env, actor, body.list, mode=body.mode, mapping=body.mapping))
 
 
-@router.post("/{import_id}/start", summary="Start importing the uploaded file (idempotent)")
+@router.post("/{import_id}/start", response_model=ImportOut, responses=error_responses(404, 409), summary="Start importing the uploaded file (idempotent)")
 def start_import(import_id: str, ctx: Ctx, actor: Acting) -> dict[str, Any]:
     return _with_links(audience.start_import(ctx.env, actor, import_id))
 
 
-@router.get("/{import_id}", summary="Status, progress and counters of an import")
+@router.get("/{import_id}", response_model=ImportOut, responses=error_responses(404), summary="Status, progress and counters of an import")
 def get_import(import_id: str, ctx: Ctx, actor: Acting) -> dict[str, Any]:
     return _with_links(audience.get_import(ctx.env, actor, import_id))
 
 
-@router.get("/{import_id}/errors", summary="The rejected rows of an import, as CSV")
+@router.get(
+    "/{import_id}/errors",
+    summary="The rejected rows of an import, as CSV",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "The rejected rows."}, **error_responses(404)},
+)
 def get_import_errors(import_id: str, ctx: Ctx, actor: Acting) -> Response:
     key = audience.import_error_report(ctx.env, actor, import_id)
     if key is None:

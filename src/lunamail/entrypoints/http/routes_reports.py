@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Hashable
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
@@ -23,13 +24,25 @@ from starlette.concurrency import run_in_threadpool
 from lunamail.entrypoints.http.auth import AccountId
 from lunamail.entrypoints.http.context import ApiContext, Ctx
 from lunamail.entrypoints.http.errors import ErrorRoute
-from lunamail.entrypoints.http.pagination import Cursor, PageOut, decode_cursor, page
+from lunamail.entrypoints.http.pagination import Cursor, decode_cursor, page
+from lunamail.entrypoints.http.schemas import (
+    MinuteCounts,
+    Page,
+    ReportOut,
+    error_responses,
+    report_wire,
+)
 from lunamail.ports.deps import Deps
 from lunamail.services.campaigns import api as campaigns
 from lunamail.services.campaigns.errors import NotFound as CampaignNotFound
 from lunamail.services.reports import api as reports
 
-router = APIRouter(prefix="/campaigns/{campaign_id}/report", tags=["reports"], route_class=ErrorRoute)
+router = APIRouter(
+    prefix="/campaigns/{campaign_id}/report",
+    tags=["reports"],
+    route_class=ErrorRoute,
+    responses=error_responses(404),
+)
 
 FINAL = frozenset({"sent", "cancelled", "failed"})
 POLL_INTERVAL = 0.2  # s between cheap version reads: an event reaches the client well within 1 s
@@ -62,7 +75,8 @@ def _campaign_status(deps: Deps, account: str, campaign: str) -> str:
 
 
 def _report(deps: Deps, account: str, campaign: str, status: str) -> dict[str, Any]:
-    return {**reports.campaign_report(deps, account, campaign), "campaign_status": status}
+    """The report in its wire form (``ReportOut``), as GET and the stream send it."""
+    return report_wire({**reports.campaign_report(deps, account, campaign), "campaign_status": status})
 
 
 def _version_reader(deps: Deps, account: str, campaign: str) -> Callable[[], Hashable] | None:
@@ -77,6 +91,11 @@ def _version_reader(deps: Deps, account: str, campaign: str) -> Callable[[], Has
         return version
 
     return read
+
+
+def _epoch(at: datetime) -> float:
+    """A query time as epoch seconds (a time without an offset is taken as UTC)."""
+    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
 
 
 def sse(event: str, data: Any) -> bytes:
@@ -129,25 +148,27 @@ async def report_events(
         _count_stream(-1)
 
 
-@router.get("", summary="Counters, status and progress of a campaign's send")
+@router.get("", response_model=ReportOut, summary="Counters, status and progress of a campaign's send")
 def get_report(campaign_id: str, ctx: Ctx, account: AccountId) -> dict[str, Any]:
     status = str(campaigns.get(ctx.deps, account, campaign_id).status)  # 404 for other accounts
     return _report(ctx.deps, account, campaign_id, status)
 
 
-@router.get("/timeseries", response_model=PageOut, summary="Per-minute counters, oldest first")
+@router.get("/timeseries", response_model=Page[MinuteCounts], summary="Per-minute counters, oldest first")
 def get_timeseries(
     campaign_id: str,
     ctx: Ctx,
     account: AccountId,
     limit: Annotated[int, Query(ge=1, le=1000, description="Minutes to return.")] = 1000,
-    since: Annotated[float | None, Query(ge=0, description="From this minute on (epoch seconds).")] = None,
+    since: Annotated[
+        datetime | None, Query(description="From this minute on (RFC 3339, e.g. 2030-06-01T09:00:00Z).")
+    ] = None,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     campaigns.get(ctx.deps, account, campaign_id)  # 404 for other accounts
     scope = f"timeseries:{campaign_id}"
     inner = decode_cursor(ctx.deps, account, scope, cursor)
-    start = float(inner) if inner is not None else since
+    start = float(inner) if inner is not None else (None if since is None else max(0.0, _epoch(since)))
     rows = reports.timeseries(ctx.deps, account, campaign_id, limit=limit, since=start)
     nxt = str(int(rows[-1]["minute"]) + 60) if len(rows) >= limit else None  # the minute after
     return page(ctx.deps, account, scope, rows, nxt)

@@ -15,12 +15,17 @@ from lunamail.entrypoints.http.pagination import (
     DEFAULT_LIMIT,
     Cursor,
     Limit,
-    PageOut,
     decode_cursor,
     page,
 )
+from lunamail.entrypoints.http.schemas import Page, SubscriberOut, error_responses
 
-router = APIRouter(prefix="/lists/{list_id}/subscribers", tags=["subscribers"], route_class=ErrorRoute)
+router = APIRouter(
+    prefix="/lists/{list_id}/subscribers",
+    tags=["subscribers"],
+    route_class=ErrorRoute,
+    responses=error_responses(404),  # every route names a list
+)
 
 Email = Annotated[str, Field(min_length=3, max_length=320)]
 
@@ -39,7 +44,7 @@ class SubscriberUpdate(BaseModel):
     replace_fields: bool = False
 
 
-@router.get("", response_model=PageOut, summary="Subscribers of a list, page by page")
+@router.get("", response_model=Page[SubscriberOut], summary="Subscribers of a list, page by page")
 def list_subscribers(
     list_id: str,
     ctx: Ctx,
@@ -60,17 +65,17 @@ def list_subscribers(
     return page(ctx.deps, actor.account, scope, got.items, got.next_cursor)
 
 
-@router.post("", status_code=201, summary="Subscribe someone (re-subscribes an unsubscribed address)")
+@router.post("", status_code=201, response_model=SubscriberOut, responses=error_responses(409), summary="Subscribe someone (re-subscribes an unsubscribed address)")
 def subscribe(list_id: str, body: SubscriberCreate, ctx: Ctx, actor: Acting) -> dict[str, Any]:
     return audience.subscribe(ctx.env, actor, list_id, audience.NewSubscriber(body.email, body.name, body.fields))
 
 
-@router.get("/{email}", summary="One subscriber")
+@router.get("/{email}", response_model=SubscriberOut, summary="One subscriber")
 def get_subscriber(list_id: str, email: str, ctx: Ctx, actor: Acting) -> dict[str, Any]:
     return audience.get_subscriber(ctx.env, actor, list_id, email)
 
 
-@router.patch("/{email}", summary="Change a subscriber's name or custom fields")
+@router.patch("/{email}", response_model=SubscriberOut, responses=error_responses(409), summary="Change a subscriber's name or custom fields")
 def update_subscriber(
     list_id: str, email: str, body: SubscriberUpdate, ctx: Ctx, actor: Acting
 ) -> dict[str, Any]:
@@ -79,7 +84,7 @@ def update_subscriber(
     )
 
 
-@router.post("/{email}/unsubscribe", summary="Unsubscribe (idempotent)")
+@router.post("/{email}/unsubscribe", response_model=SubscriberOut, responses=error_responses(409), summary="Unsubscribe (idempotent)")
 def unsubscribe(list_id: str, email: str, ctx: Ctx, actor: Acting) -> dict[str, Any]:
     return audience.unsubscribe(ctx.env, actor, list_id, email)
 

@@ -15,10 +15,10 @@ from lunamail.entrypoints.http.pagination import (
     DEFAULT_LIMIT,
     Cursor,
     Limit,
-    PageOut,
     decode_cursor,
     page,
 )
+from lunamail.entrypoints.http.schemas import Page, SuppressionOut, error_responses
 
 router = APIRouter(prefix="/suppressions", tags=["suppressions"], route_class=ErrorRoute)
 
@@ -29,7 +29,7 @@ class SuppressionCreate(BaseModel):
     reason: str = Field("manual", max_length=200)
 
 
-@router.get("", response_model=PageOut, summary="Suppressed addresses, page by page")
+@router.get("", response_model=Page[SuppressionOut], summary="Suppressed addresses, page by page")
 def list_suppressions(
     ctx: Ctx,
     actor: Acting,
@@ -43,12 +43,12 @@ def list_suppressions(
     return page(ctx.deps, actor.account, scope, got.items, got.next_cursor)
 
 
-@router.post("", status_code=201, summary="Suppress an address (idempotent)")
+@router.post("", status_code=201, response_model=SuppressionOut, summary="Suppress an address (idempotent)")
 def suppress(body: SuppressionCreate, ctx: Ctx, actor: Acting) -> dict[str, Any]:
     return audience.suppress(ctx.env, actor, body.email, reason=body.reason)
 
 
-@router.delete("/{email}", status_code=204, summary="Lift a suppression")
+@router.delete("/{email}", status_code=204, responses=error_responses(404), summary="Lift a suppression")
 def unsuppress(email: str, ctx: Ctx, actor: Acting) -> Response:
     audience.unsuppress(ctx.env, actor, email)
     return Response(status_code=204)

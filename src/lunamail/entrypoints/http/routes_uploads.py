@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from lunamail.entrypoints.http.context import Ctx
 from lunamail.entrypoints.http.errors import ApiError, ErrorRoute
+from lunamail.entrypoints.http.schemas import UploadOut, error_responses
 
 router = APIRouter(tags=["uploads"], route_class=ErrorRoute)
 
@@ -36,7 +37,8 @@ def _verify(ctx: Ctx, key: str, expires: int, sig: str) -> bool:
 @router.put(
     "/uploads/{key:path}",
     summary="Upload the bytes of a signed upload URL",
-    responses={403: {"description": "expired or invalid signature"}},
+    response_model=UploadOut,
+    responses=error_responses(403, 409, 413, 422),
 )
 async def put_upload(
     key: str,
@@ -63,4 +65,4 @@ async def put_upload(
                 spool.write(chunk)
         spool.seek(0)
         size = await run_in_threadpool(ctx.deps.blobs.put_stream, key, spool, content_type=content_type)  # type: ignore[arg-type]
-    return {"key": key, "size": size}
+    return {"key": key, "size_bytes": size}
