@@ -43,7 +43,8 @@ def verify_upload(signing_key: bytes, key: str, expires: int | str, sig: str, no
         return False
     if now > deadline:
         return False
-    return hmac.compare_digest(_signature(signing_key, key, deadline), str(sig))
+    # as bytes: compare_digest refuses non-ASCII str, and a forged signature may be anything
+    return hmac.compare_digest(_signature(signing_key, key, deadline).encode(), str(sig).encode())
 
 
 class FileBlobs:
