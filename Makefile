@@ -3,7 +3,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint browser spamassassin bench clean
+DOCS_ASSETS := src/lunamail/entrypoints/http/static/docs/swagger-ui-bundle.js
+
+.PHONY: demo test lint browser spamassassin bench clean assets
 
 $(BIN)/lunamail: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -11,12 +13,21 @@ $(BIN)/lunamail: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(BIN)/lunamail
 
+## Swagger UI and ReDoc for /docs and /redoc, from the npm packages in package-lock.json.
+assets: $(DOCS_ASSETS)
+
+$(DOCS_ASSETS): package-lock.json scripts/docs_assets.py | $(BIN)/lunamail
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; \
+	  else echo "install Debian's npm package (sudo apt-get install npm) for the API docs assets"; exit 1; fi; }
+	$(BIN)/python scripts/docs_assets.py
+
 ## Send a real campaign to a local SMTP capture server and print the report.
-demo: $(BIN)/lunamail
+demo: $(BIN)/lunamail assets
 	$(BIN)/lunamail demo
 
 ## Lint, type-check, layering contracts, then the whole test suite.
-test: $(BIN)/lunamail browser spamassassin lint
+test: $(BIN)/lunamail assets browser spamassassin lint
 	$(BIN)/python -m pytest -n 2 -q
 
 ## The web-page tests drive Debian's Chromium through Playwright (never a downloaded browser).
@@ -40,4 +51,4 @@ bench: $(BIN)/lunamail
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) lunamail-data lunamail-demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) lunamail-data lunamail-demo .pytest_cache .mypy_cache .ruff_cache node_modules src/lunamail/entrypoints/http/static/docs

@@ -31,11 +31,21 @@ from lunamail.entrypoints.http import (
 )
 from lunamail.entrypoints.http.auth import require_account
 from lunamail.entrypoints.http.context import ApiContext, Publish
+from lunamail.entrypoints.http.docs import install_docs
 from lunamail.entrypoints.http.edge import BodyAfterAuth
 from lunamail.entrypoints.http.errors import install_error_handlers
 from lunamail.entrypoints.http.schemas import Health, error_responses
 from lunamail.ports.deps import Deps
 from lunamail.services.feedback.sns import SnsVerifier
+
+DESCRIPTION = """Audiences, campaigns and reports.
+
+* Authenticate with `Authorization: Bearer <API key>` (`lunamail keys create`).
+* Every error is `{"error": {"code", "message", "details"}}`; `code` is stable (see `ErrorCode`).
+* Every listing is `{"items": [...], "next_cursor": ...}`: pass `next_cursor` as `cursor`.
+* Times are RFC 3339 strings with an offset; durations and rates name their unit
+  (`expires_in_seconds`, `send_rate_per_second`); `*_rate` ratios are fractions from 0 to 1.
+"""
 
 # Authenticated routers mounted under /v1, in the order they appear in the docs.
 V1_ROUTERS: list[APIRouter] = [
@@ -93,8 +103,11 @@ def create_app(
     app = FastAPI(
         title="Lunamail API",
         version=lunamail.__version__ if hasattr(lunamail, "__version__") else "0.1.0",
-        description="Audiences, campaigns and reports. Authenticate with `Authorization: Bearer <API key>`.",
+        description=DESCRIPTION,
+        docs_url=None,  # served from local files by install_docs, never from a CDN
+        redoc_url=None,
     )
+    install_docs(app, title=app.title)
     app.state.lunamail = ApiContext(deps=deps, publish=publish, upload_signing_key=upload_signing_key)
     install_error_handlers(app)
     # open pixels and click redirects are the hottest requests: answered before routing
