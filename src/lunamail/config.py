@@ -102,6 +102,8 @@ class Settings:
     edge_max_body_bytes: int = _s(1 << 20, "largest request body but uploads, in bytes")
     max_upload_bytes: int = _s(1 << 30, "largest upload (CSV imports), in bytes")
     edge_max_connections: int = _s(1000, "open connections at once; more are refused with 503")
+    cors_origins: tuple[str, ...] = _s((), "origins browsers may call the API from (comma-separated, `*` = any); "
+                                       "none: CORS off")
 
     @property
     def db_path(self) -> Path:

@@ -4,12 +4,13 @@ the real error shape for every error status, one list shape, RFC 3339 times."""
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from lunamail.app.errors import CODES
 from lunamail.entrypoints.http.schemas import ErrorResponse
 
-from .test_http_fixtures import Api, api, assert_error
+from .test_http_fixtures import Api, api, assert_error, make_api
 
 __all__ = ["api"]
 
@@ -93,3 +94,50 @@ def test_times_are_rfc3339_with_an_offset(api: Api) -> None:
         assert parsed.utcoffset() is not None
     account = api.client.get("/v1/account", headers=api.a).json()
     assert datetime.fromisoformat(account["created_at"]).utcoffset() is not None
+
+
+def test_a_create_with_a_chosen_id_is_idempotent(api: Api) -> None:
+    body = {"id": "june-2030", "name": "June", "subject": "Hi", "html": "<p>Hi</p>"}
+    first = api.client.post("/v1/campaigns", headers=api.a, json=body)
+    assert first.status_code == 201, first.text
+    again = api.client.post("/v1/campaigns", headers=api.a, json=body)
+    assert again.status_code == 201 and again.json() == first.json()
+    other = api.client.post("/v1/campaigns", headers=api.a, json={**body, "subject": "Other"})
+    assert_error(other, 409, "conflict")
+    # the id belongs to the account: another account may choose the same one
+    assert api.client.post("/v1/campaigns", headers=api.b, json=body).status_code == 201
+    listed = api.client.get("/v1/campaigns", headers=api.a).json()["items"]
+    assert [c["id"] for c in listed] == ["june-2030"]
+
+
+def test_cors_is_off_by_default(api: Api) -> None:
+    pre = api.client.options("/v1/lists", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "GET"})
+    assert pre.status_code == 204 and "access-control-allow-origin" not in pre.headers
+    assert pre.headers["allow"] == "GET, OPTIONS, POST"  # every method of the path
+    one = api.client.options("/v1/campaigns/abc/pause")
+    assert one.status_code == 204 and one.headers["allow"] == "OPTIONS, POST"
+    assert_error(api.client.options("/v1/nowhere"), 404, "not_found")
+    got = api.client.get("/v1/lists", headers={**api.a, "Origin": "https://app.example"})
+    assert got.status_code == 200 and "access-control-allow-origin" not in got.headers
+
+
+def test_cors_when_configured_answers_preflights_and_marks_responses(tmp_path: Path) -> None:
+    system, handle = make_api(tmp_path, settings={"cors_origins": ("https://app.example", "https://b.example/")})
+    with handle.client as client:
+        pre = client.options("/v1/lists", headers={
+            "Origin": "https://b.example", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type"})
+        assert pre.status_code == 200, pre.text  # no key needed for a preflight
+        assert pre.headers["access-control-allow-origin"] == "https://b.example"
+        assert "POST" in pre.headers["access-control-allow-methods"]
+        assert "authorization" in pre.headers["access-control-allow-headers"].lower()
+        got = client.get("/v1/lists", headers={**handle.a, "Origin": "https://app.example"})
+        assert got.status_code == 200
+        assert got.headers["access-control-allow-origin"] == "https://app.example"
+        denied = client.get("/v1/lists", headers={**handle.a, "Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in denied.headers
+        refused = client.options("/v1/lists", headers={
+            "Origin": "https://evil.example", "Access-Control-Request-Method": "GET"})
+        assert refused.status_code == 400
+    system.close()

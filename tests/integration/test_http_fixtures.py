@@ -38,8 +38,10 @@ class Api:
         return self.auth(self.key_b)
 
 
-def make_api(tmp_path: Path, extra_routers: tuple[APIRouter, ...] = ()) -> tuple[System, Api]:
-    system = bootstrap_in(tmp_path / "data")
+def make_api(
+    tmp_path: Path, extra_routers: tuple[APIRouter, ...] = (), settings: dict[str, Any] | None = None
+) -> tuple[System, Api]:
+    system = bootstrap_in(tmp_path / "data", settings_overrides=settings)
     accounts.create_account(system.deps, "Alpha", account_id="alpha")
     accounts.create_account(system.deps, "Beta", account_id="beta")
     key_a = accounts.create_api_key(system.deps, "alpha", "tests").secret

@@ -104,9 +104,14 @@ def test_update_only_in_draft(deps: Deps) -> None:
         api.update_draft(deps, ACCT, c.id, name="x")
 
 
-def test_idempotent_create_with_own_id(deps: Deps) -> None:
-    ready(deps, campaign_id="spring-2030")
-    with pytest.raises(Conflict):
+def test_idempotent_create_with_own_id(deps: Deps, clock: FakeClock) -> None:
+    first = ready(deps, campaign_id="spring-2030")
+    clock.advance(5)
+    assert ready(deps, campaign_id="spring-2030") == first  # a retry: the saved campaign
+    with pytest.raises(Conflict, match="other content"):
+        ready(deps, campaign_id="spring-2030", subject="Another subject")
+    api.update_draft(deps, ACCT, "spring-2030", name="Renamed")
+    with pytest.raises(Conflict):  # the original request no longer matches what is stored
         ready(deps, campaign_id="spring-2030")
 
 

@@ -31,6 +31,7 @@ from lunamail.entrypoints.http import (
 )
 from lunamail.entrypoints.http.auth import require_account
 from lunamail.entrypoints.http.context import ApiContext, Publish
+from lunamail.entrypoints.http.cors import install_cors
 from lunamail.entrypoints.http.docs import install_docs
 from lunamail.entrypoints.http.edge import BodyAfterAuth
 from lunamail.entrypoints.http.errors import install_error_handlers
@@ -114,6 +115,7 @@ def create_app(
     app.add_middleware(routes_tracking.TrackingFront)
     # a /v1 body is read only after its key checked out (FastAPI reads bodies before auth)
     app.add_middleware(BodyAfterAuth)
+    install_cors(app, deps.settings.cors_origins)
 
     @app.get("/health", tags=["health"], response_model=Health, summary="Liveness (no authentication)")
     def health() -> dict[str, str]:

@@ -51,7 +51,7 @@ from .checks import (
     pre_send_problems,
     sender_problems,
 )
-from .errors import InvalidInput, InvalidTemplate, PreSendCheckFailed
+from .errors import Conflict, InvalidInput, InvalidTemplate, PreSendCheckFailed
 
 __all__ = [
     "SAMPLE_SUBSCRIBER",
@@ -202,7 +202,8 @@ def create_draft(
     campaign_id: str | None = None,
 ) -> Campaign:
     """Save a new draft.  ``text=None`` (or blank) derives the text part from the HTML at
-    send time.  ``campaign_id`` lets a caller make creation idempotent (Conflict if taken).
+    send time.  ``campaign_id`` makes creation idempotent: a retry with the same content
+    returns the campaign already saved; other content under that id is a Conflict.
     Raises InvalidInput / InvalidTemplate (with part and line)."""
     now = deps.clock.now()
     if campaign_id is not None and not _ID_RE.fullmatch(campaign_id):
@@ -221,8 +222,20 @@ def create_draft(
         updated_at=now,
     )
     c = _validate(c, attachments, lists)
-    store.insert(deps, c)
+    try:
+        store.insert(deps, c)
+    except Conflict:
+        existing = store.find(deps, account, c.id) if campaign_id is not None else None
+        if existing is None or _content(existing) != _content(c):
+            raise Conflict(f"campaign {c.id!r} already exists with other content") from None
+        return existing  # a retried create
     return c
+
+
+def _content(c: Campaign) -> tuple[Any, ...]:
+    """What a create sets: equal for a retry of the same request."""
+    return (c.name, c.subject, c.from_name, c.from_email, c.reply_to, c.html, c.text,
+            tuple(c.lists), tuple(c.attachments))
 
 
 def update_draft(
