@@ -58,7 +58,8 @@ def document(served: tuple[str, str]) -> dict[str, Any]:
 def api_schema(served: tuple[str, str], document: dict[str, Any]) -> Any:
     schema = schemathesis.openapi.from_dict(document)
     schema.config.base_url = served[0]
-    return schema.exclude(path_regex=r"/report/stream$")  # an endless body by design
+    # the stream is an endless body by design; a generated prefix could revoke the fuzzer's key
+    return schema.exclude(path_regex=r"/report/stream$").exclude(method="DELETE", path="/v1/keys/{prefix}")
 
 
 def test_the_document_is_valid_openapi(document: dict[str, Any]) -> None:

@@ -18,8 +18,11 @@ import lunamail
 from lunamail.domain.messages import Later, Message
 from lunamail.entrypoints.http import (
     routes_account,
+    routes_admin,
     routes_campaigns,
+    routes_exports,
     routes_feedback,
+    routes_guard,
     routes_imports,
     routes_lists,
     routes_reports,
@@ -58,6 +61,9 @@ V1_ROUTERS: list[APIRouter] = [
     routes_campaigns.router,
     routes_reports.router,
     routes_users.router,
+    routes_exports.router,
+    routes_guard.router,
+    routes_admin.router,
 ]
 # Routers outside /v1 that authorise requests their own way (signed URLs).
 PUBLIC_ROUTERS: list[APIRouter] = [routes_uploads.router, routes_tracking.router]
@@ -109,7 +115,10 @@ def create_app(
         redoc_url=None,
     )
     install_docs(app, title=app.title)
-    app.state.lunamail = ApiContext(deps=deps, publish=publish, upload_signing_key=upload_signing_key)
+    queue = None if isinstance(system, Deps) else getattr(system, "queue", None)
+    app.state.lunamail = ApiContext(
+        deps=deps, publish=publish, upload_signing_key=upload_signing_key, queue=queue
+    )
     install_error_handlers(app)
     # open pixels and click redirects are the hottest requests: answered before routing
     app.add_middleware(routes_tracking.TrackingFront)

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from lunamail.app.base import Env
 from lunamail.domain.messages import Later, Message
 from lunamail.ports.deps import Deps
+from lunamail.ports.queue import Queue
 
 Publish = Callable[[Sequence[Message | Later]], Any]
 
@@ -23,6 +24,7 @@ class ApiContext:
     deps: Deps
     publish: Publish
     upload_signing_key: bytes | None = None  # checks the signed upload URLs of the files blobs
+    queue: Queue | None = None  # for the dead-letter routes (None: an app over bare Deps)
     # The tracking routes' group-commit publisher (``routes_tracking``), made on first use.
     tracking_commit: Any = field(default=None, repr=False, compare=False)
 

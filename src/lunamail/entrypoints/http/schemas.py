@@ -339,3 +339,93 @@ def report_wire(report: dict[str, Any]) -> dict[str, Any]:
     """The report as JSON-ready data in wire form (for bodies not sent through a model)."""
     return ReportOut.model_validate(report_view(report)).model_dump(mode="json")
 
+
+
+class ResendOut(Out):
+    campaign: str = Field(description="The follow-up draft (review it, then send it).")
+    list: str = Field(description="The new list of the recipients.")
+    recipients: int = Field(description="Subscribed members of that list.")
+    exported: int = Field(description="Addresses the export found.")
+    import_counts: dict[str, int]
+
+
+# ---------------------------------------------------------------- guard
+
+
+class GuardThresholdsOut(Out):
+    """Rates are fractions (0.05 = 5%); a rate must pass its threshold once ``min_sample``
+    messages were sent."""
+
+    campaign_bounce: float
+    campaign_complaint: float
+    account_bounce: float
+    account_complaint: float
+    min_sample: int
+    window_hours: int
+
+
+class ScoreReason(Out):
+    code: str
+    points: int
+    message: str
+
+
+class GuardAction(Out):
+    kind: str
+    campaign: str = ""
+    reason: str = ""
+    at: Timestamp | None = None
+
+
+class GuardStatusOut(Out):
+    score: int = Field(description="0 to 100; 100 is clean.")
+    reasons: list[ScoreReason]
+    bounce_rate: float
+    complaint_rate: float
+    sent: int
+    bounces: int
+    complaints: int
+    soft_bounces: int
+    failed: int
+    window_hours: int
+    locked: bool
+    thresholds: GuardThresholdsOut
+    recent_actions: list[GuardAction]
+
+
+class CampaignGuardThresholds(Out):
+    bounce: float
+    complaint: float
+    min_sample: int
+
+
+class CampaignGuardOut(Out):
+    campaign: str
+    sent: int
+    bounces: int
+    complaints: int
+    soft_bounces: int
+    failed: int
+    bounce_rate: float
+    complaint_rate: float
+    tripped: bool
+    reason: str = ""
+    thresholds: CampaignGuardThresholds
+
+
+# ---------------------------------------------------------------- dead letters
+
+
+class DeadLetterOut(Out):
+    id: str
+    queue: str
+    message: str = Field(description="The message's name, or `?` when it cannot be read.")
+    attempts: int
+    error: str
+    detail: str
+    failed_at: Timestamp
+
+
+class ReplayOut(Out):
+    replayed: int
+    not_found: int
