@@ -17,9 +17,10 @@ from tests.support.motoserver import free_port
 
 
 @contextmanager
-def live_serve(system: System, **options: Any) -> Iterator[str]:
-    """Serve ``system`` and yield its base URL; raises if it does not come up or stop."""
-    port = free_port()
+def live_serve(system: System, *, port: int | None = None, **options: Any) -> Iterator[str]:
+    """Serve ``system`` (on ``port``, default a free one) and yield its base URL; raises if
+    it does not come up or stop."""
+    port = port or free_port()
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     failure: list[BaseException] = []

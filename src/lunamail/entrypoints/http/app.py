@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.routing import APIRoute
 
 import lunamail
 from lunamail.domain.messages import Later, Message
@@ -73,6 +74,11 @@ UPLOAD_KEY_OWNER = "*"
 UPLOAD_KEY_PURPOSE = "blob-upload"
 
 
+def _operation_id(route: APIRoute) -> str:
+    """The route function's name (``create_list``), so generated clients read well."""
+    return route.name
+
+
 class _Bus(Protocol):
     def publish(self, messages: Iterable[Message | Later]) -> Any: ...
 
@@ -113,6 +119,7 @@ def create_app(
         description=DESCRIPTION,
         docs_url=None,  # served from local files by install_docs, never from a CDN
         redoc_url=None,
+        generate_unique_id_function=_operation_id,
     )
     install_docs(app, title=app.title)
     queue = None if isinstance(system, Deps) else getattr(system, "queue", None)

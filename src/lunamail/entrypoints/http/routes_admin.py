@@ -28,7 +28,7 @@ from lunamail.entrypoints.http.schemas import (
 from lunamail.ports.queue import Queue
 from lunamail.runtime.dlq import account_dead_letters, replay_for_account
 
-router = APIRouter(tags=["keys", "dead letters"], route_class=ErrorRoute)
+router = APIRouter(route_class=ErrorRoute)
 
 DLQ_SCAN = 1000  # dead letters read per listing (of every account; this one's are kept)
 
@@ -72,13 +72,13 @@ def _queue(ctx: ApiContext) -> Queue:
 
 @router.get("/dead-letters", response_model=Page[DeadLetterOut], tags=["dead letters"],
             responses=error_responses(404), summary="Messages that failed every attempt")
-def list_dead(ctx: Ctx, actor: Acting, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> dict[str, Any]:
+def list_dead_letters(ctx: Ctx, actor: Acting, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> dict[str, Any]:
     mine = [v.to_dict() for v in account_dead_letters(_queue(ctx), actor.account, scan=DLQ_SCAN)]
     return slice_page(ctx.deps, actor.account, "dead-letters", mine, limit, cursor)
 
 
 @router.post("/dead-letters/replay", response_model=ReplayOut, tags=["dead letters"],
              responses=error_responses(404), summary="Put dead letters back on their queue")
-def replay_dead(body: ReplayIn, ctx: Ctx, actor: Acting) -> dict[str, int]:
+def replay_dead_letters(body: ReplayIn, ctx: Ctx, actor: Acting) -> dict[str, int]:
     moved = replay_for_account(_queue(ctx), actor.account, body.ids, scan=DLQ_SCAN)
     return {"replayed": moved, "not_found": len(set(body.ids)) - moved}

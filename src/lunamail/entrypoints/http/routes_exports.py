@@ -53,7 +53,7 @@ def csv_chunks(rows: Iterable[dict[str, Any]]) -> Iterator[bytes]:
     responses={200: {"content": {"text/csv": {}}, "description": "One `email` column."}},
     summary="The recipients of one outcome, as CSV",
 )
-def export(
+def export_recipients(
     campaign_id: str,
     ctx: Ctx,
     actor: Acting,
@@ -74,6 +74,6 @@ def export(
     responses=error_responses(409),
     summary="A list of the non-openers and a follow-up draft to it (review it, then send it)",
 )
-def resend(campaign_id: str, ctx: Ctx, actor: Acting, body: ResendIn | None = None) -> dict[str, Any]:
+def resend_campaign(campaign_id: str, ctx: Ctx, actor: Acting, body: ResendIn | None = None) -> dict[str, Any]:
     req = body or ResendIn.model_validate({})
     return asdict(reports.resend(ctx.env, actor, campaign_id, to=req.to, subject=req.subject))

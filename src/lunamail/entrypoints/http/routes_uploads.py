@@ -38,7 +38,7 @@ def _verify(ctx: Ctx, key: str, expires: int, sig: str) -> bool:
     "/uploads/{key:path}",
     summary="Upload the bytes of a signed upload URL",
     response_model=UploadOut,
-    responses=error_responses(403, 409, 413, 422),
+    responses=error_responses(403, 404, 409, 413, 422),
 )
 async def put_upload(
     key: str,
