@@ -138,7 +138,7 @@ def create_app(
         return {"status": "ok"}
 
     v1 = APIRouter(
-        prefix="/v1", dependencies=[Depends(require_account)], responses=error_responses(401, 422)
+        prefix="/v1", dependencies=[Depends(require_account)], responses=error_responses(401, 403, 422)
     )
     for router in (*V1_ROUTERS, *extra_routers):
         v1.include_router(router)

@@ -23,6 +23,7 @@ from lunamail.entrypoints.http.schemas import (
     DeadLetterOut,
     Page,
     ReplayOut,
+    Role,
     error_responses,
 )
 from lunamail.ports.queue import Queue
@@ -36,6 +37,7 @@ DLQ_SCAN = 1000  # dead letters read per listing (of every account; this one's a
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     label: str = Field("", max_length=200)
+    role: Role = Field("admin", description="What the key may do (only an owner makes owner keys).")
 
 
 class ReplayIn(BaseModel):
@@ -54,7 +56,7 @@ def list_keys(
 @router.post("/keys", status_code=201, response_model=ApiKeyCreated, tags=["keys"],
              summary="Create an API key (its secret is in this response only)")
 def create_key(body: KeyCreate, ctx: Ctx, actor: Acting) -> dict[str, Any]:
-    issued = accounts.create_key(ctx.env, actor, label=body.label)
+    issued = accounts.create_key(ctx.env, actor, label=body.label, role=body.role)
     return {**issued.key.to_dict(), "secret": issued.secret}
 
 

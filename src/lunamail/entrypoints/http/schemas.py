@@ -60,7 +60,7 @@ class ErrorResponse(Out):
 _ERROR_TEXT = {
     400: "The request could not be read.",
     401: "No API key, or an invalid or revoked one (`unauthorized`).",
-    403: "Not allowed (`forbidden`).",
+    403: "Not allowed: the key's role may not do this, or a signature is invalid (`forbidden`).",
     404: "No such resource in this account (`not_found`).",
     409: "Conflicts with the current state (`conflict`, `illegal_transition`).",
     413: "The body is too large (`payload_too_large`).",
@@ -108,9 +108,13 @@ class AccountOut(Out):
     sending_changed_at: Timestamp | None = None
 
 
+Role = Literal["owner", "admin", "sender", "editor", "viewer"]
+
+
 class ApiKeyOut(Out):
     prefix: str = Field(description="The key's public prefix: how to name it to revoke it.")
     label: str
+    role: Role = Field(description="What the key may do.")
     created_at: Timestamp
     revoked_at: Timestamp | None = None
     active: bool
@@ -118,6 +122,19 @@ class ApiKeyOut(Out):
 
 class ApiKeyCreated(ApiKeyOut):
     secret: str = Field(description="The key itself: shown once, never stored.")
+
+
+class UserOut(Out):
+    email: str
+    role: Role
+    name: str = ""
+    created_at: Timestamp
+    has_password: bool
+    locked_until: Timestamp | None = Field(None, description="Sign-in refused until then (failed attempts).")
+
+
+class UserInvited(UserOut):
+    set_password_link: str = Field(description="One-time link for the user to choose a password.")
 
 
 # ---------------------------------------------------------------- audience
