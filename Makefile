@@ -21,6 +21,7 @@ $(DOCS_ASSETS): package-lock.json scripts/docs_assets.py | $(BIN)/lunamail
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; \
 	  else echo "install Debian's npm package (sudo apt-get install npm) for the API docs assets"; exit 1; fi; }
 	$(BIN)/python scripts/docs_assets.py
+	@touch $@
 
 ## Send a real campaign to a local SMTP capture server and print the report.
 demo: $(BIN)/lunamail assets
