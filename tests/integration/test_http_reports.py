@@ -73,6 +73,17 @@ def test_report_and_timeseries_after_a_send(capi: CampaignApi) -> None:
             break
         params = {"limit": 1, "cursor": got.json()["next_cursor"]}
     assert paged == rows
+    # times in RFC 3339, both ways: a minute of the series is a valid ``since``
+    first = datetime.fromisoformat(rows[0]["minute"])
+    assert first.utcoffset() is not None and first.second == 0
+    again = capi.client.get(f"/v1/campaigns/{cid}/report/timeseries", headers=capi.a,
+                            params={"since": rows[0]["minute"]})
+    assert again.json()["items"] == rows
+    later = (datetime.fromisoformat(rows[-1]["minute"]) + timedelta(minutes=1)).isoformat()
+    assert capi.client.get(f"/v1/campaigns/{cid}/report/timeseries", headers=capi.a,
+                           params={"since": later}).json()["items"] == []
+    assert after["send_rate_per_second"] >= 0 and "send_rate" not in after
+    assert datetime.fromisoformat(after["started_at"]).utcoffset() is not None
     assert_error(capi.client.get(f"/v1/campaigns/{cid}/report/timeseries", headers=capi.a,
                                  params={"limit": 0}), 422, "invalid_input")
     assert_error(capi.client.get("/v1/campaigns/nope/report", headers=capi.a), 404, "not_found")
