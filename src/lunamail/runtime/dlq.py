@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -52,15 +51,3 @@ def view(dead: DeadLetter) -> DeadLetterView:
 def list_dead_letters(queue: Queue, *, limit: int = 100) -> list[DeadLetterView]:
     return [view(d) for d in queue.dead_letters(limit=limit)]
 
-
-def account_dead_letters(queue: Queue, account: str, *, scan: int = 1000) -> list[DeadLetterView]:
-    """The dead letters whose message names ``account`` (among the ``scan`` oldest of the
-    shared queue): what one tenant may see."""
-    return [v for v in list_dead_letters(queue, limit=scan) if v.account == account]
-
-
-def replay_for_account(queue: Queue, account: str, ids: Sequence[str], *, scan: int = 1000) -> int:
-    """Replay those of ``ids`` that are dead letters of ``account``; returns how many moved."""
-    wanted = set(ids)
-    mine = [v.id for v in account_dead_letters(queue, account, scan=scan) if v.id in wanted]
-    return queue.replay(mine) if mine else 0

@@ -35,7 +35,7 @@ class ApiContext:
     @property
     def env(self) -> Env:
         """What the application layer's use cases run with."""
-        return Env(self.deps, self.emit)
+        return Env(self.deps, self.emit, queue=self.queue)
 
 
 def get_context(request: Request) -> ApiContext:

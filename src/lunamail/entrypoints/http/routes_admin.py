@@ -2,20 +2,21 @@
 do on the command line).
 
 Dead letters live in the queue, which all accounts share: a key sees and replays only
-the dead letters whose message names its own account.
+the dead letters whose message names its own account (``lunamail.app.runtime_ops``).
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from lunamail.app import accounts
+from lunamail.app import accounts, runtime_ops
 from lunamail.entrypoints.http.auth import Acting
-from lunamail.entrypoints.http.context import ApiContext, Ctx
-from lunamail.entrypoints.http.errors import ApiError, ErrorRoute
+from lunamail.entrypoints.http.context import Ctx
+from lunamail.entrypoints.http.errors import ErrorRoute
 from lunamail.entrypoints.http.pagination import DEFAULT_LIMIT, Cursor, Limit, slice_page
 from lunamail.entrypoints.http.schemas import (
     ApiKeyCreated,
@@ -26,8 +27,6 @@ from lunamail.entrypoints.http.schemas import (
     Role,
     error_responses,
 )
-from lunamail.ports.queue import Queue
-from lunamail.runtime.dlq import account_dead_letters, replay_for_account
 
 router = APIRouter(route_class=ErrorRoute)
 
@@ -66,21 +65,14 @@ def revoke_key(prefix: str, ctx: Ctx, actor: Acting) -> dict[str, Any]:
     return accounts.revoke_key(ctx.env, actor, prefix).to_dict()
 
 
-def _queue(ctx: ApiContext) -> Queue:
-    if ctx.queue is None:
-        raise ApiError(404, "not_found", "this server has no queue to read dead letters from")
-    return ctx.queue
-
-
 @router.get("/dead-letters", response_model=Page[DeadLetterOut], tags=["dead letters"],
-            responses=error_responses(404), summary="Messages that failed every attempt")
+            summary="Messages that failed every attempt")
 def list_dead_letters(ctx: Ctx, actor: Acting, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> dict[str, Any]:
-    mine = [v.to_dict() for v in account_dead_letters(_queue(ctx), actor.account, scan=DLQ_SCAN)]
+    mine = [v.to_dict() for v in runtime_ops.dead_letters(ctx.env, actor, limit=DLQ_SCAN).items]
     return slice_page(ctx.deps, actor.account, "dead-letters", mine, limit, cursor)
 
 
 @router.post("/dead-letters/replay", response_model=ReplayOut, tags=["dead letters"],
-             responses=error_responses(404), summary="Put dead letters back on their queue")
+             summary="Put dead letters back on their queue")
 def replay_dead_letters(body: ReplayIn, ctx: Ctx, actor: Acting) -> dict[str, int]:
-    moved = replay_for_account(_queue(ctx), actor.account, body.ids, scan=DLQ_SCAN)
-    return {"replayed": moved, "not_found": len(set(body.ids)) - moved}
+    return asdict(runtime_ops.replay(ctx.env, actor, body.ids))

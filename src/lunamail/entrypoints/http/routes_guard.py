@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from lunamail.app import campaigns, guard
 from lunamail.domain.guard import MAX_WINDOW_HOURS
-from lunamail.entrypoints.http.auth import AccountId
+from lunamail.entrypoints.http.auth import Acting
 from lunamail.entrypoints.http.context import Ctx
 from lunamail.entrypoints.http.errors import ErrorRoute
 from lunamail.entrypoints.http.schemas import (
@@ -17,8 +18,6 @@ from lunamail.entrypoints.http.schemas import (
     GuardThresholdsOut,
     error_responses,
 )
-from lunamail.services.campaigns import api as campaigns
-from lunamail.services.guard import api as guard
 
 router = APIRouter(prefix="/guard", tags=["guard"], route_class=ErrorRoute)
 
@@ -38,8 +37,8 @@ class ThresholdsIn(BaseModel):
 
 
 @router.get("", response_model=GuardStatusOut, summary="The account's reputation score and rates")
-def guard_status(ctx: Ctx, account: AccountId) -> dict[str, Any]:
-    return guard.score(ctx.deps, account)
+def guard_status(ctx: Ctx, actor: Acting) -> dict[str, Any]:
+    return guard.status(ctx.env, actor)
 
 
 @router.get(
@@ -48,16 +47,17 @@ def guard_status(ctx: Ctx, account: AccountId) -> dict[str, Any]:
     responses=error_responses(404),
     summary="A campaign's guard numbers and whether it tripped",
 )
-def campaign_guard(campaign_id: str, ctx: Ctx, account: AccountId) -> dict[str, Any]:
-    campaigns.get(ctx.deps, account, campaign_id)  # 404 for unknown (and other accounts') ids
-    return guard.campaign_status(ctx.deps, account, campaign_id)
+def campaign_guard(campaign_id: str, ctx: Ctx, actor: Acting) -> dict[str, Any]:
+    campaigns.get(ctx.env, actor, campaign_id)  # 404 for unknown (and other accounts') ids
+    campaign: dict[str, Any] = guard.status(ctx.env, actor, campaign=campaign_id)["campaign"]
+    return campaign
 
 
 @router.get("/thresholds", response_model=GuardThresholdsOut, summary="When the guard acts")
-def get_thresholds(ctx: Ctx, account: AccountId) -> dict[str, Any]:
-    return guard.get_thresholds(ctx.deps, account).to_dict()
+def get_thresholds(ctx: Ctx, actor: Acting) -> dict[str, Any]:
+    return guard.thresholds(ctx.env, actor).to_dict()
 
 
 @router.patch("/thresholds", response_model=GuardThresholdsOut, summary="Change some thresholds")
-def set_thresholds(body: ThresholdsIn, ctx: Ctx, account: AccountId) -> dict[str, Any]:
-    return guard.set_thresholds(ctx.deps, account, **body.model_dump()).to_dict()
+def set_thresholds(body: ThresholdsIn, ctx: Ctx, actor: Acting) -> dict[str, Any]:
+    return guard.set_thresholds(ctx.env, actor, guard.ThresholdChanges(**body.model_dump())).to_dict()
