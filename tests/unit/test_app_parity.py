@@ -24,31 +24,19 @@ ONE_DOOR: dict[str, str] = {
     "accounts.create_account": "CLI only: creating tenants is the installation operator's act, not a tenant key's",
     "accounts.list_accounts": "CLI only: listing every tenant is the installation operator's, not a tenant key's",
     "accounts.unlock": "CLI only: lifting a guard lock is the operator's decision after fixing the cause",
-    "accounts.create_key": "HTTP route comes with the API-contract work of the same issue",
-    "accounts.list_keys": "HTTP route comes with the API-contract work of the same issue",
-    "accounts.revoke_key": "HTTP route comes with the API-contract work of the same issue",
     "audience.declare_import": "HTTP only: a client uploads to a signed URL between declare and start",
     "audience.start_import": "HTTP only: the second step of the upload protocol",
     "audience.import_error_report": "HTTP only: the CLI prints the report's path with the import summary",
     "audience.import_file": "CLI only: the caller holds the file and streams it in one call",
     "feedback.ingest": "CLI only: raw mail reaches the HTTP side through SES/SNS, not as uploads",
     "feedback.take_ses_notification": "HTTP only: SNS posts notifications to the public feedback route",
-    "guard.status": "HTTP route comes with the API-contract work of the same issue",
-    "guard.thresholds": "HTTP route comes with the API-contract work of the same issue",
-    "guard.set_thresholds": "HTTP route comes with the API-contract work of the same issue",
-    "reports.campaign_report": "HTTP reads reports in routes_reports (shared with the SSE stream); "
-                               "moves to lunamail.app with the API-contract work",
-    "reports.export": "HTTP route comes with the API-contract work of the same issue",
-    "reports.resend": "HTTP route comes with the API-contract work of the same issue",
-    "runtime_ops.dead_letters": "HTTP route comes with the API-contract work of the same issue",
-    "runtime_ops.replay": "HTTP route comes with the API-contract work of the same issue",
+    "reports.timeseries": "HTTP only: per-minute rows for charts; the CLI's live report shows the counters",
     "users.new_link": "CLI only: the operator hands an owner a one-time link; over HTTP users reset their own",
 }
 
 #: Use cases no door calls yet, with the reason.
 NO_DOOR: dict[str, str] = {
     "guard.recent_actions": "for the console's guard page (its own issue)",
-    "reports.timeseries": "HTTP reads the series in routes_reports; the console's chart will call it",
 }
 
 

@@ -21,7 +21,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from lunamail.entrypoints.http.auth import AccountId
+from lunamail.app import campaigns as campaign_cases
+from lunamail.app import reports as report_cases
+from lunamail.entrypoints.http.auth import AccountId, Acting
 from lunamail.entrypoints.http.context import ApiContext, Ctx
 from lunamail.entrypoints.http.errors import ErrorRoute
 from lunamail.entrypoints.http.pagination import Cursor, decode_cursor, page
@@ -149,29 +151,29 @@ async def report_events(
 
 
 @router.get("", response_model=ReportOut, summary="Counters, status and progress of a campaign's send")
-def get_report(campaign_id: str, ctx: Ctx, account: AccountId) -> dict[str, Any]:
-    status = str(campaigns.get(ctx.deps, account, campaign_id).status)  # 404 for other accounts
-    return _report(ctx.deps, account, campaign_id, status)
+def get_report(campaign_id: str, ctx: Ctx, actor: Acting) -> dict[str, Any]:
+    status = str(campaign_cases.get(ctx.env, actor, campaign_id).status)  # 404 for other accounts
+    report = report_cases.campaign_report(ctx.env, actor, campaign_id)
+    return report_wire({**report, "campaign_status": status})
 
 
 @router.get("/timeseries", response_model=Page[MinuteCounts], summary="Per-minute counters, oldest first")
 def get_timeseries(
     campaign_id: str,
     ctx: Ctx,
-    account: AccountId,
+    actor: Acting,
     limit: Annotated[int, Query(ge=1, le=1000, description="Minutes to return.")] = 1000,
     since: Annotated[
         datetime | None, Query(description="From this minute on (RFC 3339, e.g. 2030-06-01T09:00:00Z).")
     ] = None,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
-    campaigns.get(ctx.deps, account, campaign_id)  # 404 for other accounts
     scope = f"timeseries:{campaign_id}"
-    inner = decode_cursor(ctx.deps, account, scope, cursor)
+    inner = decode_cursor(ctx.deps, actor.account, scope, cursor)
     start = float(inner) if inner is not None else (None if since is None else max(0.0, _epoch(since)))
-    rows = reports.timeseries(ctx.deps, account, campaign_id, limit=limit, since=start)
+    rows = report_cases.timeseries(ctx.env, actor, campaign_id, limit=limit, since=start)  # 404 if unknown
     nxt = str(int(rows[-1]["minute"]) + 60) if len(rows) >= limit else None  # the minute after
-    return page(ctx.deps, account, scope, rows, nxt)
+    return page(ctx.deps, actor.account, scope, rows, nxt)
 
 
 @router.get(
