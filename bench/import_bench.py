@@ -150,11 +150,17 @@ def best_of(repeat: int, kind: str, csv_path: Path, target: Path) -> dict[str, A
 
 
 def write_docs(section: str) -> None:
+    replace_section(START, END, section)
+
+
+def replace_section(start: str, end: str, section: str) -> None:
+    """Put ``section`` between the ``start`` and ``end`` markers of docs/benchmarks.md
+    (appended with them when missing); other benches use this for their own markers."""
     DOCS.parent.mkdir(parents=True, exist_ok=True)
     text = DOCS.read_text("utf-8") if DOCS.exists() else "# Benchmarks\n"
-    block = f"{START}\n{section.rstrip()}\n{END}"
-    if START in text and END in text:
-        text = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _m: block, text, flags=re.S)
+    block = f"{start}\n{section.rstrip()}\n{end}"
+    if start in text and end in text:
+        text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _m: block, text, flags=re.S)
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     DOCS.write_text(text, "utf-8")

@@ -128,24 +128,6 @@ def test_parse_window() -> None:
             parse_window(bad)
 
 
-def test_sqlite_pacer_shares_schedule_within_process(tmp_path: Path) -> None:
-    clock = FakeClock()
-    cfg = PaceConfig(rate=20, window_count=100, window_seconds=30)
-    a = SqlitePacer(tmp_path / "pace.db", cfg, clock=clock)
-    b = SqlitePacer(tmp_path / "pace.db", cfg, clock=clock)
-    out = []
-    for i in range(60):
-        out.append((*(a if i % 2 else b).reserve(9), 9))
-        clock.advance(0.3)
-    times = expand(out)
-    assert max_in_window(times, 1.0) <= 20
-    assert max_in_window(times, 30.0) <= 100
-    a.throttled()
-    assert b.current_rate() == pytest.approx(10, abs=0.5)
-    a.close()
-    b.close()
-
-
 def _reserve_many(path: str, rate: float, rounds: int, q: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     pacer = SqlitePacer(path, PaceConfig(rate=rate))
     got = [(*pacer.reserve(10), 10) for _ in range(rounds)]
