@@ -8,6 +8,7 @@ fixtures in ``tests/events/sqs_*.json``.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -152,3 +153,31 @@ def make_cloud(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return Aws(endpoint, prefix, env)
+
+
+def deploy_event_rules(cloud: Aws, queues: Iterable[str]) -> str:
+    """The template's event bus and, for ``queues``, its generated rules (same patterns,
+    same SQS targets), made through the EventBridge API; returns the bus name."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "lunamail_deploy_generate", Path(__file__).resolve().parents[2] / "deploy" / "generate.py"
+    )
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    events = boto3.client("events", endpoint_url=cloud.endpoint, region_name=REGION)
+    bus = f"{cloud.prefix}events"
+    events.create_event_bus(Name=bus)
+    resources = gen.template()["Resources"]
+    for queue in queues:
+        rule = resources.get(f"{gen.resource_id(queue)}Rule")
+        if rule is None:
+            continue  # a handler of commands only: nothing on the bus for it
+        name = f"{cloud.prefix}{gen.resource_id(queue)}"
+        events.put_rule(Name=name, EventBusName=bus,
+                        EventPattern=json.dumps(rule["Properties"]["EventPattern"]))
+        arn = cloud.sqs.get_queue_attributes(QueueUrl=cloud.url(queue), AttributeNames=["QueueArn"])
+        events.put_targets(Rule=name, EventBusName=bus,
+                           Targets=[{"Id": "queue", "Arn": arn["Attributes"]["QueueArn"]}])
+    return bus

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from lunamail.adapters.queue.sqs import logical_name
+from lunamail.domain.messages import registry
 from lunamail.entrypoints.aws.feedback import QUEUE as SES_QUEUE
 from lunamail.runtime.routing import default_router
 
@@ -137,6 +138,31 @@ def test_senders_are_capped_and_share_the_configured_rate(doc: dict[str, Any]) -
     assert doc["Parameters"]["SendConcurrency"]["MinValue"] == 2  # Lambda's floor
     env = doc["Globals"]["Function"]["Environment"]["Variables"]
     assert env["LUNAMAIL_SEND_RATE"] == {"Ref": "SendRate"}
+
+
+def test_one_rule_per_consuming_handler_carries_its_events_and_no_command(
+    doc: dict[str, Any],
+) -> None:
+    res = doc["Resources"]
+    kinds = {name: cls.KIND for name, cls in registry().items()}
+    expected = {
+        queue: sorted(n for n in names if kinds[n] == "event")
+        for queue, names in default_router().subscriptions().items()
+    }
+    got: dict[str, list[str]] = {}
+    for rule in _of_type(doc, "AWS::Events::Rule").values():
+        props = rule["Properties"]
+        assert props["EventBusName"] == {"Ref": "EventBus"}
+        assert props["EventPattern"]["source"] == ["lunamail"]
+        [target] = props["Targets"]
+        queue = logical_name("", _queue_name(res[target["Arn"]["Fn::GetAtt"][0]]))
+        assert queue is not None
+        got[queue] = sorted(props["EventPattern"]["detail-type"])
+    assert got == {q: names for q, names in expected.items() if names}
+    assert res["EventArchive"]["Properties"]["SourceArn"] == {"Fn::GetAtt": ["EventBus", "Arn"]}
+    assert doc["Globals"]["Function"]["Environment"]["Variables"]["LUNAMAIL_EVENT_BUS"] == {
+        "Ref": "EventBus"
+    }
 
 
 def test_table_is_the_single_table_shape(doc: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from lunamail.config import ConfigError, Settings
 from lunamail.ports.blobs import Blobs
 from lunamail.ports.clock import Clock, SystemClock
 from lunamail.ports.deps import Deps
+from lunamail.ports.events import EventPublisher
 from lunamail.ports.itemstore import ItemStore
 from lunamail.ports.mailer import Mailer, OutgoingMail, SendResult, StopCheck
 from lunamail.ports.pacer import Pacer
@@ -136,6 +137,7 @@ def bootstrap(
     mailer: Mailer | None = None,
     router: Router | None = None,
     retry: RetryPolicy | None = None,
+    events: EventPublisher | None = None,
 ) -> System:
     """Build the system from settings (``Settings.load()`` when None).  Keyword parts
     replace the configured ones (tests inject fakes; parts passed in are still closed
@@ -160,7 +162,9 @@ def bootstrap(
         mailer = mailer or LazyMailer(lambda: _build_mailer(settings))
         closers.append(mailer.close)
         router = router or _router_from(settings)
-        bus = Bus(queue, router)
+        if events is not None:
+            closers.append(events.close)
+        bus = Bus(queue, router, events)
         deps = Deps(
             settings=settings, store=store, blobs=blobs, clock=clock, secrets=secrets, mailer=mailer
         )

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Iterable
 
 from lunamail.domain.messages import Later, Message
+from lunamail.ports.events import EventPublisher
 from lunamail.ports.queue import Queue
 from lunamail.runtime.routing import Router
 
@@ -20,11 +21,17 @@ class Bus:
     so a handler's emitted events become durable together (all or none).
     A message nobody consumes is dropped on purpose (events are facts; having
     no listener yet is normal) and only counted.
+
+    With an ``events`` publisher (EventBridge on AWS), an undelayed event is put on the
+    event bus once and the bus's rules carry it to each consumer's queue; commands and
+    delayed messages still go straight to the queues.  Those are then two writes, each
+    all-or-none: a failure raises, and the handler's retry publishes both again.
     """
 
-    def __init__(self, queue: Queue, router: Router) -> None:
+    def __init__(self, queue: Queue, router: Router, events: EventPublisher | None = None) -> None:
         self.queue = queue
         self.router = router
+        self.events = events
         self.dropped = 0
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
@@ -41,6 +48,7 @@ class Bus:
         if isinstance(messages, Message | Later):
             messages = (messages,)
         groups: dict[float, list[tuple[str, bytes]]] = {}
+        on_bus: list[tuple[str, bytes]] = []
         dropped = 0
         for item in messages:
             msg, extra = (item.message, item.delay) if isinstance(item, Later) else (item, 0.0)
@@ -50,7 +58,11 @@ class Bus:
                 log.debug("no consumer for %s; dropped", msg.NAME)
                 continue
             body = msg.to_json()
-            group = groups.setdefault(max(0.0, delay + extra), [])
+            wait = max(0.0, delay + extra)
+            if self.events is not None and msg.KIND == "event" and wait == 0.0:
+                on_bus.append((msg.NAME, body))
+                continue
+            group = groups.setdefault(wait, [])
             group.extend((self.router.queue_name(h), body) for h in handlers)
         if dropped:
             with self._lock:
@@ -58,6 +70,8 @@ class Bus:
         ids: list[str] = []
         for wait, items in groups.items():
             ids.extend(self.queue.send_many(items, delay=wait))
+        if on_bus and self.events is not None:
+            ids.extend(self.events.put(on_bus))
         if 0.0 in groups:
             for notify in tuple(self._listeners):
                 notify()

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from lunamail.adapters.events.eventbridge import message_of
 from lunamail.adapters.queue.sqs import SqsQueue, logical_name, name_from_arn
 from lunamail.domain.messages import from_json
 from lunamail.entrypoints.aws.system import build_system, lambda_queue, sqs_prefix
@@ -82,7 +83,7 @@ class SqsApp:
         if received is None:
             return  # an early copy of a long-delayed message: re-delayed, done
         try:
-            message = from_json(received.body)
+            message = from_json(message_of(received.body))  # events arrive from EventBridge
             handler = system.router.handler_for_queue(name)
             emitted = handler(message, system.deps)
             if emitted:

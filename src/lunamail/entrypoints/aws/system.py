@@ -20,6 +20,7 @@ from typing import Any
 import boto3
 
 from lunamail.adapters.blobs.s3 import S3Blobs
+from lunamail.adapters.events.eventbridge import EventBridgePublisher
 from lunamail.adapters.mailer.ses import SesMailer
 from lunamail.adapters.queue.sqs import SqsQueue
 from lunamail.config import ConfigError, Settings
@@ -76,6 +77,7 @@ def build_system(settings: Settings | None = None) -> System:
     if secrets is None:
         log.warning("no LUNAMAIL_MASTER_KEY_SECRET: each container makes its own master key")
     configuration_set = _setting(settings, "ses_configuration_set") or None
+    event_bus = _setting(settings, "event_bus")
     settings = replace(settings, store="dynamodb")
     return bootstrap(
         settings,
@@ -94,4 +96,8 @@ def build_system(settings: Settings | None = None) -> System:
                 pacer=build_pacer(settings),  # one schedule for every sender function
             )
         ),
+        # Domain events go to the EventBridge bus (``LUNAMAIL_EVENT_BUS``), whose rules
+        # carry them to each consumer's queue; commands go to the queues directly.
+        events=EventBridgePublisher(event_bus, endpoint_url=endpoint, region=region)
+        if event_bus else None,
     )

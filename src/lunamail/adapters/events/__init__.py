@@ -1,0 +1,1 @@
+"""EventPublisher backends: ``eventbridge`` (imported from its module: it loads boto3)."""
