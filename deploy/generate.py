@@ -24,6 +24,8 @@ from lunamail.adapters.events.eventbridge import SOURCE as EVENT_SOURCE
 from lunamail.config import Settings
 from lunamail.domain.messages import registry
 from lunamail.entrypoints.aws.feedback import QUEUE as SES_QUEUE
+from lunamail.entrypoints.aws.uploads import PREFIX as UPLOADS_PREFIX
+from lunamail.entrypoints.aws.uploads import QUEUE as UPLOADS_QUEUE
 from lunamail.runtime.routing import Router, default_router
 
 TEMPLATE = Path(__file__).with_name("template.yaml")
@@ -33,6 +35,7 @@ HANDLER = "lunamail.entrypoints.aws.sqs_handler"
 HTTP_HANDLER = "lunamail.entrypoints.aws.http.http_handler"
 SES_HANDLER = "lunamail.entrypoints.aws.feedback.ses_feedback_handler"
 SES_EVENTS_QUEUE = SES_QUEUE
+UPLOADS_HANDLER = "lunamail.entrypoints.aws.uploads.upload_handler"
 # Open and click are counted by our own pixel and links; SES's would count them twice.
 SES_EVENT_TYPES = ["bounce", "complaint", "delivery", "reject", "deliveryDelay"]
 HEADER = (
@@ -148,6 +151,8 @@ def _shared_resources() -> dict[str, Any]:
         "Bucket": {
             "Type": "AWS::S3::Bucket",
             **retain,
+            # S3 checks that it may send to the queue when the notification is set up.
+            "DependsOn": f"{resource_id(UPLOADS_QUEUE)}S3Policy",
             "Properties": {
                 "PublicAccessBlockConfiguration": {
                     "BlockPublicAcls": True,
@@ -159,6 +164,17 @@ def _shared_resources() -> dict[str, Any]:
                     "ServerSideEncryptionConfiguration": [
                         {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
                     ]
+                },
+                # An uploaded import file starts its import (the upload function's queue).
+                "NotificationConfiguration": {
+                    "QueueConfigurations": [{
+                        "Event": "s3:ObjectCreated:*",
+                        "Queue": _arn(f"{resource_id(UPLOADS_QUEUE)}Queue"),
+                        "Filter": {"S3Key": {"Rules": [
+                            {"Name": "prefix", "Value": UPLOADS_PREFIX},
+                            {"Name": "suffix", "Value": ".csv"},
+                        ]}},
+                    }]
                 },
                 # Browsers upload imports straight to S3 with presigned PUT URLs.
                 "CorsConfiguration": {
@@ -285,6 +301,33 @@ def _event_resources(subscriptions: dict[str, list[str]]) -> dict[str, Any]:
                 },
             },
         }
+    return resources
+
+
+def _upload_resources(max_attempts: int) -> dict[str, Any]:
+    """The upload function's queue (S3 notifies it of every CSV under ``uploads/``): a
+    direct S3 trigger would make the bucket and the functions (which name the bucket)
+    depend on each other, so the queue's policy names this AWS account, not the bucket."""
+    rid = resource_id(UPLOADS_QUEUE)
+    resources = _queue_resources(UPLOADS_QUEUE, max_attempts, ["S3 uploads/*.csv created"],
+                                 UPLOADS_HANDLER)
+    resources[f"{rid}S3Policy"] = {
+        "Type": "AWS::SQS::QueuePolicy",
+        "Properties": {
+            "Queues": [{"Ref": f"{rid}Queue"}],
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Sid": "S3OfThisAccountOnly",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "s3.amazonaws.com"},
+                    "Action": "sqs:SendMessage",
+                    "Resource": _arn(f"{rid}Queue"),
+                    "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
+                }],
+            },
+        },
+    }
     return resources
 
 
@@ -441,7 +484,7 @@ def template(router: Router | None = None, settings: Settings | None = None) -> 
     settings = settings or Settings()
     subscriptions = router.subscriptions()
     resources = {**_shared_resources(), **_http_resources(), **_ses_resources(settings.max_attempts),
-                 **_event_resources(subscriptions)}
+                 **_event_resources(subscriptions), **_upload_resources(settings.max_attempts)}
     for queue in router.queues():
         resources.update(_queue_resources(queue, settings.max_attempts, subscriptions[queue]))
     return {

@@ -35,6 +35,7 @@ def test_the_build_targets_what_the_template_names() -> None:
         "lunamail.entrypoints.aws.feedback.ses_feedback_handler",
         "lunamail.entrypoints.aws.http.http_handler",
         "lunamail.entrypoints.aws.sqs_handler",
+        "lunamail.entrypoints.aws.uploads.upload_handler",
     ]
 
 

@@ -17,6 +17,7 @@ import yaml
 from lunamail.adapters.queue.sqs import logical_name
 from lunamail.domain.messages import registry
 from lunamail.entrypoints.aws.feedback import QUEUE as SES_QUEUE
+from lunamail.entrypoints.aws.uploads import QUEUE as UPLOADS_QUEUE
 from lunamail.runtime.routing import default_router
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -50,7 +51,7 @@ def _queue_name(resource: dict[str, Any]) -> str:
 
 
 def test_template_queues_are_exactly_the_routed_queues(doc: dict[str, Any]) -> None:
-    routed = {*default_router().queues(), SES_QUEUE}
+    routed = {*default_router().queues(), SES_QUEUE, UPLOADS_QUEUE}
     queues = _of_type(doc, "AWS::SQS::Queue")
     main = {k: v for k, v in queues.items() if "RedrivePolicy" in v["Properties"]}
     names = {logical_name("", _queue_name(v)) for v in main.values()}
@@ -80,7 +81,7 @@ def test_every_queue_has_its_function_dlq_and_partial_batch_responses(doc: dict[
         assert _queue_name(dlq) == _queue_name(resources[queue_id]) + "--dlq"
         assert redrive["maxReceiveCount"] == 5
         consumed[queue] = fid
-    assert sorted(consumed) == sorted([*default_router().queues(), SES_QUEUE])
+    assert sorted(consumed) == sorted([*default_router().queues(), SES_QUEUE, UPLOADS_QUEUE])
     glob = doc["Globals"]["Function"]
     assert glob["Handler"] == "lunamail.entrypoints.aws.sqs_handler"
     assert glob["Environment"]["Variables"]["LUNAMAIL_QUEUE"] == "sqs"
@@ -163,6 +164,22 @@ def test_one_rule_per_consuming_handler_carries_its_events_and_no_command(
     assert doc["Globals"]["Function"]["Environment"]["Variables"]["LUNAMAIL_EVENT_BUS"] == {
         "Ref": "EventBus"
     }
+
+
+def test_created_csv_uploads_notify_the_upload_function(doc: dict[str, Any]) -> None:
+    res = doc["Resources"]
+    [config] = res["Bucket"]["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    assert config["Event"] == "s3:ObjectCreated:*"
+    assert config["Filter"]["S3Key"]["Rules"] == [
+        {"Name": "prefix", "Value": "uploads/"}, {"Name": "suffix", "Value": ".csv"},
+    ]
+    queue_id = config["Queue"]["Fn::GetAtt"][0]
+    assert logical_name("", _queue_name(res[queue_id])) == UPLOADS_QUEUE
+    fn = next(f["Properties"] for f in _of_type(doc, "AWS::Serverless::Function").values()
+              if f["Properties"]["Environment"]["Variables"].get("LUNAMAIL_LAMBDA_QUEUE") == UPLOADS_QUEUE)
+    assert fn["Handler"] == "lunamail.entrypoints.aws.uploads.upload_handler"
+    policy = res[res["Bucket"]["DependsOn"]]["Properties"]
+    assert policy["Queues"] == [{"Ref": queue_id}]
 
 
 def test_table_is_the_single_table_shape(doc: dict[str, Any]) -> None:
