@@ -61,6 +61,7 @@ class Settings:
     ses_configuration_set: str = _s("", "SES configuration set that sends delivery, bounce, open and click events")
     master_key_secret: str = _s("", "Secrets Manager id of the master key (required on AWS)")
     lambda_queue: str = _s("", "the logical queue one Lambda function consumes (set by the template)")
+    event_bus: str = _s("", "EventBridge bus that domain events are put on (AWS; set by the template)")
     # sending
     send_rate: float = _s(0.0, "messages per second across all workers on the data folder; 0 = unlimited")
     send_window: str = _s("", "an extra cap `N/seconds`, e.g. `50000/3600` (50,000 per hour)")
