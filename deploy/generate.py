@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from lunamail.adapters.queue.sqs import DLQ_SUFFIX, RETENTION, sqs_queue_name
 from lunamail.adapters.events.eventbridge import SOURCE as EVENT_SOURCE
+from lunamail.adapters.queue.sqs import DLQ_SUFFIX, RETENTION, sqs_queue_name
 from lunamail.config import Settings
 from lunamail.domain.messages import registry
 from lunamail.entrypoints.aws.feedback import QUEUE as SES_QUEUE
@@ -255,6 +255,27 @@ def _shared_resources() -> dict[str, Any]:
     }
 
 
+def _queue_policy(rid: str, sid: str, service: str, condition: dict[str, Any]) -> dict[str, Any]:
+    """Only ``service`` (under ``condition``) may send to the queue ``rid``."""
+    return {
+        "Type": "AWS::SQS::QueuePolicy",
+        "Properties": {
+            "Queues": [{"Ref": f"{rid}Queue"}],
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Sid": sid,
+                    "Effect": "Allow",
+                    "Principal": {"Service": service},
+                    "Action": "sqs:SendMessage",
+                    "Resource": _arn(f"{rid}Queue"),
+                    "Condition": condition,
+                }],
+            },
+        },
+    }
+
+
 def _event_resources(subscriptions: dict[str, list[str]]) -> dict[str, Any]:
     """The event bus, its archive, and one rule per consuming handler: the event types the
     handler consumes (``detail-type``) into its queue.  Commands are not on the bus."""
@@ -284,23 +305,10 @@ def _event_resources(subscriptions: dict[str, list[str]]) -> dict[str, Any]:
                 "Targets": [{"Arn": _arn(f"{rid}Queue"), "Id": "queue"}],
             },
         }
-        resources[f"{rid}QueuePolicy"] = {
-            "Type": "AWS::SQS::QueuePolicy",
-            "Properties": {
-                "Queues": [{"Ref": f"{rid}Queue"}],
-                "PolicyDocument": {
-                    "Version": "2012-10-17",
-                    "Statement": [{
-                        "Sid": "ItsEventRuleOnly",
-                        "Effect": "Allow",
-                        "Principal": {"Service": "events.amazonaws.com"},
-                        "Action": "sqs:SendMessage",
-                        "Resource": _arn(f"{rid}Queue"),
-                        "Condition": {"ArnEquals": {"aws:SourceArn": _arn(f"{rid}Rule")}},
-                    }],
-                },
-            },
-        }
+        resources[f"{rid}QueuePolicy"] = _queue_policy(
+            rid, "ItsEventRuleOnly", "events.amazonaws.com",
+            {"ArnEquals": {"aws:SourceArn": _arn(f"{rid}Rule")}},
+        )
     return resources
 
 
@@ -311,23 +319,10 @@ def _upload_resources(max_attempts: int) -> dict[str, Any]:
     rid = resource_id(UPLOADS_QUEUE)
     resources = _queue_resources(UPLOADS_QUEUE, max_attempts, ["S3 uploads/*.csv created"],
                                  UPLOADS_HANDLER)
-    resources[f"{rid}S3Policy"] = {
-        "Type": "AWS::SQS::QueuePolicy",
-        "Properties": {
-            "Queues": [{"Ref": f"{rid}Queue"}],
-            "PolicyDocument": {
-                "Version": "2012-10-17",
-                "Statement": [{
-                    "Sid": "S3OfThisAccountOnly",
-                    "Effect": "Allow",
-                    "Principal": {"Service": "s3.amazonaws.com"},
-                    "Action": "sqs:SendMessage",
-                    "Resource": _arn(f"{rid}Queue"),
-                    "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
-                }],
-            },
-        },
-    }
+    resources[f"{rid}S3Policy"] = _queue_policy(
+        rid, "S3OfThisAccountOnly", "s3.amazonaws.com",
+        {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
+    )
     return resources
 
 
@@ -388,23 +383,10 @@ def _ses_resources(max_attempts: int) -> dict[str, Any]:
                 "RawMessageDelivery": False,
             },
         },
-        "SesEventsQueuePolicy": {
-            "Type": "AWS::SQS::QueuePolicy",
-            "Properties": {
-                "Queues": [{"Ref": f"{rid}Queue"}],
-                "PolicyDocument": {
-                    "Version": "2012-10-17",
-                    "Statement": [{
-                        "Sid": "TheSesEventsTopicOnly",
-                        "Effect": "Allow",
-                        "Principal": {"Service": "sns.amazonaws.com"},
-                        "Action": "sqs:SendMessage",
-                        "Resource": _arn(f"{rid}Queue"),
-                        "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
-                    }],
-                },
-            },
-        },
+        "SesEventsQueuePolicy": _queue_policy(
+            rid, "TheSesEventsTopicOnly", "sns.amazonaws.com",
+            {"ArnEquals": {"aws:SourceArn": topic_arn}},
+        ),
     })
     return resources
 

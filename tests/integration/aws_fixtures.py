@@ -21,6 +21,7 @@ from lunamail.adapters.itemstore.dynamodb import create_table
 from lunamail.adapters.queue.sqs import SqsQueue, sqs_queue_name
 from lunamail.domain.messages import Message, from_json
 from lunamail.runtime.routing import default_router
+from tests.support.deploy import deploy_module
 
 REGION = "us-east-1"
 
@@ -158,14 +159,7 @@ def make_cloud(
 def deploy_event_rules(cloud: Aws, queues: Iterable[str]) -> str:
     """The template's event bus and, for ``queues``, its generated rules (same patterns,
     same SQS targets), made through the EventBridge API; returns the bus name."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "lunamail_deploy_generate", Path(__file__).resolve().parents[2] / "deploy" / "generate.py"
-    )
-    assert spec is not None and spec.loader is not None
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
+    gen = deploy_module("generate")
     events = boto3.client("events", endpoint_url=cloud.endpoint, region_name=REGION)
     bus = f"{cloud.prefix}events"
     events.create_event_bus(Name=bus)

@@ -7,22 +7,19 @@ a missing dependency, a stripped compiled module or a wrong handler name fails h
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import yaml
 
+from tests.support.deploy import deploy_module
+
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
 def _builder() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lunamail_deploy_build", DEPLOY / "build.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return deploy_module("build")
 
 
 def test_the_build_targets_what_the_template_names() -> None:

@@ -6,7 +6,6 @@ AWS deployment can never silently miss a consumer.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,6 +18,7 @@ from lunamail.domain.messages import registry
 from lunamail.entrypoints.aws.feedback import QUEUE as SES_QUEUE
 from lunamail.entrypoints.aws.uploads import QUEUE as UPLOADS_QUEUE
 from lunamail.runtime.routing import default_router
+from tests.support.deploy import deploy_module
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 TEMPLATE = DEPLOY / "template.yaml"
@@ -26,11 +26,7 @@ PREFIX = "${QueuePrefix}"
 
 
 def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lunamail_deploy_generate", DEPLOY / "generate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return deploy_module("generate")
 
 
 @pytest.fixture(scope="module")
