@@ -231,8 +231,12 @@ class TestSqsQueue(QueueContract):
         for t in threads:
             t.join()
         assert set(seen) == {b"%d" % i for i in range(120)}
-        assert len(seen) - len(set(seen)) <= 3  # an occasional second copy, never a flood
-        assert q.depth().get("a", 0) == 0
+        copies = len(seen) - len(set(seen))
+        assert copies <= 3  # an occasional second copy, never a flood
+        # A copy handed out twice holds two receipt handles; SQS may keep the message in
+        # flight after the ack of the older one, to show it again after its timeout (that
+        # is the at-least-once contract). So only such copies may remain, nothing else.
+        assert q.depth().get("a", 0) <= copies
 
     @staticmethod
     def _bury(q: Queue, clock: FakeClock, items: list[tuple[str, bytes]]) -> None:
