@@ -13,6 +13,7 @@ Intrinsic functions are written in their long form (``Ref``, ``Fn::Sub``,
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import yaml
 
 from lunamail.adapters.events.eventbridge import SOURCE as EVENT_SOURCE
+from lunamail.adapters.pacer.dynamodb import PK as PACER_PK
 from lunamail.adapters.queue.sqs import DLQ_SUFFIX, RETENTION, sqs_queue_name
 from lunamail.config import Settings
 from lunamail.domain.messages import registry
@@ -109,7 +111,6 @@ def _queue_resources(
                 "Timeout": opts["Timeout"],
                 "MemorySize": opts["MemorySize"],
                 "Environment": {"Variables": {"LUNAMAIL_LAMBDA_QUEUE": queue}},
-                "Policies": [{"Ref": "WorkerPolicy"}],
                 "Events": {
                     "Queue": {
                         "Type": "SQS",
@@ -129,7 +130,6 @@ def _queue_resources(
 
 def _shared_resources() -> dict[str, Any]:
     retain = {"DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"}
-    queues_arn = _sub("arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${QueuePrefix}*")
     return {
         "Table": {
             "Type": "AWS::DynamoDB::Table",
@@ -146,6 +146,8 @@ def _shared_resources() -> dict[str, Any]:
                 ],
                 "TimeToLiveSpecification": {"AttributeName": "ttl", "Enabled": True},
                 "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+                "SSESpecification": {"SSEEnabled": True, "SSEType": "KMS",
+                                     "KMSMasterKeyId": {"Ref": "DataKey"}},
             },
         },
         "Bucket": {
@@ -165,6 +167,13 @@ def _shared_resources() -> dict[str, Any]:
                         {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
                     ]
                 },
+                # An overwritten or deleted blob stays recoverable for a week.
+                "VersioningConfiguration": {"Status": "Enabled"},
+                "LifecycleConfiguration": {"Rules": [{
+                    "Id": "old-versions", "Status": "Enabled",
+                    "NoncurrentVersionExpiration": {"NoncurrentDays": 7},
+                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                }]},
                 # An uploaded import file starts its import (the upload function's queue).
                 "NotificationConfiguration": {
                     "QueueConfigurations": [{
@@ -203,51 +212,36 @@ def _shared_resources() -> dict[str, Any]:
             "Properties": {
                 "Description": "Lunamail master key: signs tracking, unsubscribe and VERP tokens",
                 "GenerateSecretString": {"PasswordLength": 64, "ExcludePunctuation": True},
+                "KmsKeyId": {"Ref": "DataKey"},
             },
         },
-        "WorkerPolicy": {
-            "Type": "AWS::IAM::ManagedPolicy",
+        "DataKey": {
+            "Type": "AWS::KMS::Key",
+            **retain,
             "Properties": {
-                "Description": "What every Lunamail handler may touch",
-                "PolicyDocument": {
+                "Description": "Lunamail: the table, the master-key secret, logs, SNS topics, "
+                "function settings",
+                "EnableKeyRotation": True,
+                "KeyPolicy": {
                     "Version": "2012-10-17",
                     "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Action": [
-                                "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query",
-                                "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
-                                "dynamodb:BatchWriteItem", "dynamodb:TransactWriteItems",
-                                "dynamodb:TransactGetItems", "dynamodb:ConditionCheckItem",
-                                "dynamodb:DescribeTable",
-                            ],
-                            "Resource": [_arn("Table"), _sub("${Table.Arn}/index/*")],
-                        },
-                        {
-                            "Effect": "Allow",
-                            "Action": [
-                                "s3:GetObject", "s3:PutObject", "s3:DeleteObject",
-                                "s3:AbortMultipartUpload",
-                            ],
-                            "Resource": _sub("${Bucket.Arn}/*"),
-                        },
-                        {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": _arn("Bucket")},
-                        {
-                            "Effect": "Allow",
-                            "Action": [
-                                "sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage",
-                                "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes",
-                                "sqs:GetQueueUrl",
-                            ],
-                            "Resource": queues_arn,
-                        },
-                        {"Effect": "Allow", "Action": "sqs:ListQueues", "Resource": "*"},
-                        {"Effect": "Allow", "Action": "ses:SendRawEmail", "Resource": "*"},
-                        {
-                            "Effect": "Allow",
-                            "Action": "secretsmanager:GetSecretValue",
-                            "Resource": {"Ref": "MasterKey"},
-                        },
+                        # IAM policies decide for this account's principals (the roles below)
+                        {"Sid": "ThisAccountsIamPolicies", "Effect": "Allow",
+                         "Principal": {"AWS": _sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")},
+                         "Action": "kms:*", "Resource": "*"},
+                        {"Sid": "LogsOfThisStack", "Effect": "Allow",
+                         "Principal": {"Service": _sub("logs.${AWS::Region}.amazonaws.com")},
+                         "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*",
+                                    "kms:GenerateDataKey*", "kms:Describe*"],
+                         "Resource": "*",
+                         "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": _sub(
+                             "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:*")}}},
+                        # SES, CloudWatch alarms and SNS itself publish to the encrypted topics
+                        {"Sid": "PublishersOfTheTopics", "Effect": "Allow",
+                         "Principal": {"Service": ["ses.amazonaws.com", "cloudwatch.amazonaws.com",
+                                                   "sns.amazonaws.com"]},
+                         "Action": ["kms:GenerateDataKey*", "kms:Decrypt"], "Resource": "*",
+                         "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}},
                     ],
                 },
             },
@@ -291,6 +285,7 @@ def _event_resources(subscriptions: dict[str, list[str]]) -> dict[str, Any]:
             },
         },
     }
+    targets: list[dict[str, str]] = []
     for queue, names in subscriptions.items():
         events = [n for n in names if kinds.get(n) == "event"]
         if not events:
@@ -305,10 +300,16 @@ def _event_resources(subscriptions: dict[str, list[str]]) -> dict[str, Any]:
                 "Targets": [{"Arn": _arn(f"{rid}Queue"), "Id": "queue"}],
             },
         }
-        resources[f"{rid}QueuePolicy"] = _queue_policy(
-            rid, "ItsEventRuleOnly", "events.amazonaws.com",
-            {"ArnEquals": {"aws:SourceArn": _arn(f"{rid}Rule")}},
-        )
+        targets.append({"Ref": f"{rid}Queue"})
+    # One policy for every event queue (a policy per queue would cost a resource each, of
+    # CloudFormation's 500): only rules on this stack's bus may send.
+    policy = _queue_policy("", "RulesOfThisBusOnly", "events.amazonaws.com", {"ArnLike": {
+        "aws:SourceArn": _sub("arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:"
+                              "rule/${EventBus}/*")}})
+    policy["Properties"]["Queues"] = targets
+    policy["Properties"]["PolicyDocument"]["Statement"][0]["Resource"] = _sub(
+        "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${QueuePrefix}*")
+    resources["EventQueuesPolicy"] = policy
     return resources
 
 
@@ -354,7 +355,8 @@ def _ses_resources(max_attempts: int) -> dict[str, Any]:
         },
         "SesEventsTopic": {
             "Type": "AWS::SNS::Topic",
-            "Properties": {"TopicName": _sub("${QueuePrefix}ses-events")},
+            "Properties": {"TopicName": _sub("${QueuePrefix}ses-events"),
+                           "KmsMasterKeyId": {"Ref": "DataKey"}},
         },
         "SesEventsTopicPolicy": {
             "Type": "AWS::SNS::TopicPolicy",
@@ -400,7 +402,23 @@ def _http_resources() -> dict[str, Any]:
             "Properties": {
                 "Description": "Lunamail: REST, tracking, unsubscribe, web view, SES feedback",
                 "DisableExecuteApiEndpoint": False,
+                "AccessLogSettings": {
+                    "DestinationArn": _arn("HttpApiAccessLogs"),
+                    "Format": json.dumps({
+                        "requestId": "$context.requestId", "ip": "$context.identity.sourceIp",
+                        "time": "$context.requestTime", "method": "$context.httpMethod",
+                        "path": "$context.path", "status": "$context.status",
+                        "latencyMs": "$context.responseLatency",
+                        "error": "$context.integrationErrorMessage",
+                    }),
+                },
             },
+        },
+        "HttpApiAccessLogs": {
+            "Type": "AWS::Logs::LogGroup",
+            "Properties": {"LogGroupName": _sub("/lunamail/${QueuePrefix}HttpApiAccess"),
+                           "RetentionInDays": {"Ref": "LogRetentionDays"},
+                           "KmsKeyId": _arn("DataKey")},
         },
         "HttpFunction": {
             "Type": "AWS::Serverless::Function",
@@ -418,7 +436,6 @@ def _http_resources() -> dict[str, Any]:
                         }
                     }
                 },
-                "Policies": [{"Ref": "WorkerPolicy"}],
                 "Events": {"Api": {"Type": "HttpApi", "Properties": {"ApiId": {"Ref": "HttpApi"}}}},
             },
         },
@@ -460,6 +477,153 @@ BASE_URL = {
 }
 
 
+# Each service's partition keys in the single table (CONTRIBUTING.md, "Items"): a function
+# may touch only these (``dynamodb:LeadingKeys``).  Lists and campaigns live directly under
+# ``A#{account}``, so audience and campaigns cannot be narrowed below ``A#*`` by partition.
+SERVICE_KEYS: dict[str, list[str]] = {
+    "accounts": ["ACCT#*", "APIKEY#*"],
+    "audience": ["A#*"],
+    "campaigns": ["A#*"],
+    "delivery": ["A#*#D#*", PACER_PK],  # the shared send pacer's item too
+    "reports": ["A#*#R#*"],
+    "tracking": ["A#*#T#*"],
+    "feedback": ["A#*#FB", "A#*#FB#*"],
+    "guard": ["A#*#G", "A#*#G#*"],
+}
+SENDERS_OF_MAIL = ("delivery.send_batch", "delivery.send_test")
+DYNAMO_ACTIONS = [
+    "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem",
+    "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",
+]
+# Transactions are authorised per item by the actions above (TransactWriteItems itself takes
+# no resource-level condition), so they are granted on the table alone.
+DYNAMO_TRANSACT = ["dynamodb:TransactWriteItems", "dynamodb:TransactGetItems", "dynamodb:DescribeTable"]
+
+
+def _statement(action: str | list[str], resource: Any, **condition: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"Effect": "Allow", "Action": action, "Resource": resource}
+    if condition:
+        out["Condition"] = condition
+    return out
+
+
+def _role(fid: str, queue: str | None) -> dict[str, Any]:
+    """The function's own role: its log group, its queue (and DLQ), sending to the stack's
+    queues and bus, its service's keys, the bucket, the master key, SES only for senders."""
+    service = queue.split(".", 1)[0] if queue else None
+    statements = [
+        _statement(["logs:CreateLogStream", "logs:PutLogEvents"], _sub(f"${{{fid}Logs.Arn}}")),
+        _statement(["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "*"),
+        # Handlers publish commands and delayed messages to their consumers' queues
+        # directly; which ones a handler emits is not declared, so: the stack's queues.
+        _statement(["sqs:SendMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"], _sub(
+            "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${QueuePrefix}*")),
+        _statement("events:PutEvents", _arn("EventBus")),
+        _statement(["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+                   _sub("${Bucket.Arn}/*")),
+        _statement("s3:ListBucket", _arn("Bucket")),
+        _statement("secretsmanager:GetSecretValue", {"Ref": "MasterKey"}),
+        _statement(DYNAMO_TRANSACT, _arn("Table")),
+        # the table, the secret and the function's settings are encrypted with the data key
+        _statement(["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                   _arn("DataKey")),
+    ]
+    table = [_arn("Table"), _sub("${Table.Arn}/index/*")]
+    if service in SERVICE_KEYS:
+        statements.append(_statement(DYNAMO_ACTIONS, table, **{
+            "ForAllValues:StringLike": {"dynamodb:LeadingKeys": SERVICE_KEYS[service]}}))
+    else:  # the HTTP function and the AWS-only functions answer for every service
+        statements.append(_statement(DYNAMO_ACTIONS, table))
+    if queue:
+        rid = resource_id(queue)
+        statements.append(_statement(
+            ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"],
+            [_arn(f"{rid}Queue"), _arn(f"{rid}DeadLetterQueue")]))
+    if queue in SENDERS_OF_MAIL:
+        statements.append(_statement(["ses:SendRawEmail", "ses:SendEmail"], [
+            _sub("arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/*"),
+            _sub("arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:"
+                 "configuration-set/${ConfigurationSet}"),
+        ]))
+    return {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "Description": f"{queue or fid}: generated from the routing table"[:1000],
+            "AssumeRolePolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                               "Action": "sts:AssumeRole"}],
+            },
+            "Policies": [{"PolicyName": "lunamail",
+                          "PolicyDocument": {"Version": "2012-10-17", "Statement": statements}}],
+        },
+    }
+
+
+def _alarm(description: str, **props: Any) -> dict[str, Any]:
+    return {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "AlarmDescription": description,
+            "AlarmActions": [{"Ref": "AlarmTopic"}],
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "EvaluationPeriods": 1,
+            "TreatMissingData": "notBreaching",
+            **props,
+        },
+    }
+
+
+def _operations(resources: dict[str, Any]) -> dict[str, Any]:
+    """Per function: its role, its log group (JSON logs, retention), an error-rate alarm;
+    per dead-letter queue: a depth alarm."""
+    out: dict[str, Any] = {
+        "AlarmTopic": {"Type": "AWS::SNS::Topic", "Properties": {
+            "TopicName": _sub("${QueuePrefix}alarms"), "KmsMasterKeyId": {"Ref": "DataKey"}}},
+        "AlarmEmailSubscription": {
+            "Type": "AWS::SNS::Subscription", "Condition": "HasAlarmEmail",
+            "Properties": {"TopicArn": {"Ref": "AlarmTopic"}, "Protocol": "email",
+                           "Endpoint": {"Ref": "AlarmEmail"}},
+        },
+    }
+    for fid, res in resources.items():
+        if res["Type"] == "AWS::SQS::Queue" and fid.endswith("DeadLetterQueue"):
+            out[f"{fid}Alarm"] = _alarm(
+                f"Messages in {fid}: a handler gave up on them (see lunamail dlq)",
+                Namespace="AWS/SQS", MetricName="ApproximateNumberOfMessagesVisible",
+                Dimensions=[{"Name": "QueueName", "Value": _sub(f"${{{fid}.QueueName}}")}],
+                Statistic="Maximum", Period=300, Threshold=1,
+            )
+        if res["Type"] != "AWS::Serverless::Function":
+            continue
+        props = res["Properties"]
+        queue = props.get("Environment", {}).get("Variables", {}).get("LUNAMAIL_LAMBDA_QUEUE")
+        out[f"{fid}Logs"] = {
+            "Type": "AWS::Logs::LogGroup",
+            "Properties": {"LogGroupName": _sub(f"/lunamail/${{QueuePrefix}}{fid}"),
+                           "RetentionInDays": {"Ref": "LogRetentionDays"},
+                           "KmsKeyId": _arn("DataKey")},
+        }
+        out[f"{fid}Role"] = _role(fid, queue)
+        props["Role"] = _arn(f"{fid}Role")
+        props["LoggingConfig"] = {"LogFormat": "JSON", "LogGroup": {"Ref": f"{fid}Logs"}}
+        out[f"{fid}ErrorRate"] = _alarm(
+            f"{fid}: 5% or more of its invocations failed in 5 minutes",
+            Threshold=5, Metrics=[
+                {"Id": "errors", "ReturnData": False, "MetricStat": {"Stat": "Sum", "Period": 300,
+                 "Metric": {"Namespace": "AWS/Lambda", "MetricName": "Errors",
+                            "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": fid}}]}}},
+                {"Id": "invocations", "ReturnData": False, "MetricStat": {"Stat": "Sum", "Period": 300,
+                 "Metric": {"Namespace": "AWS/Lambda", "MetricName": "Invocations",
+                            "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": fid}}]}}},
+                {"Id": "rate", "Expression": "100 * errors / MAX([errors, invocations])",
+                 "Label": "error rate (%)", "ReturnData": True},
+            ],
+        )
+    return out
+
+
 def template(router: Router | None = None, settings: Settings | None = None) -> dict[str, Any]:
     """The template as data (the test compares it with the committed file)."""
     router = router or default_router()
@@ -469,6 +633,7 @@ def template(router: Router | None = None, settings: Settings | None = None) -> 
                  **_event_resources(subscriptions), **_upload_resources(settings.max_attempts)}
     for queue in router.queues():
         resources.update(_queue_resources(queue, settings.max_attempts, subscriptions[queue]))
+    resources.update(_operations(resources))
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Transform": "AWS::Serverless-2016-10-31",
@@ -493,6 +658,17 @@ def template(router: Router | None = None, settings: Settings | None = None) -> 
                 "Description": "SES messages per second across every sender function (your SES "
                 "account's maximum send rate; 0 = unpaced)",
             },
+            "LogRetentionDays": {
+                "Type": "Number",
+                "Default": 30,
+                "AllowedValues": [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653],
+                "Description": "How long every function's logs are kept",
+            },
+            "AlarmEmail": {
+                "Type": "String",
+                "Default": "",
+                "Description": "Where the DLQ-depth and error-rate alarms are mailed (optional)",
+            },
             "SendConcurrency": {
                 "Type": "Number",
                 "Default": 5,
@@ -507,11 +683,16 @@ def template(router: Router | None = None, settings: Settings | None = None) -> 
                 "Description": "ACM certificate (same region) for DomainName",
             },
         },
-        "Conditions": {"HasDomain": {"Fn::Not": [{"Fn::Equals": [{"Ref": "DomainName"}, ""]}]}},
+        "Conditions": {
+            "HasDomain": {"Fn::Not": [{"Fn::Equals": [{"Ref": "DomainName"}, ""]}]},
+            "HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]},
+        },
         "Globals": {
             "Function": {
                 "Runtime": RUNTIME,
                 "Architectures": [ARCHITECTURE],
+                "Tracing": "Active",
+                "KmsKeyArn": _arn("DataKey"),
                 "Handler": HANDLER,
                 "CodeUri": ".build/",
                 "Environment": {

@@ -25,6 +25,10 @@ TEMPLATE = DEPLOY / "template.yaml"
 PREFIX = "${QueuePrefix}"
 
 
+def resource_id(queue: str) -> str:
+    return str(_generator().resource_id(queue))
+
+
 def _generator() -> ModuleType:
     return deploy_module("generate")
 
@@ -176,6 +180,58 @@ def test_created_csv_uploads_notify_the_upload_function(doc: dict[str, Any]) -> 
     assert fn["Handler"] == "lunamail.entrypoints.aws.uploads.upload_handler"
     policy = res[res["Bucket"]["DependsOn"]]["Properties"]
     assert policy["Queues"] == [{"Ref": queue_id}]
+
+
+def test_every_function_has_its_own_role_logs_alarm_and_tracing(doc: dict[str, Any]) -> None:
+    res = doc["Resources"]
+    glob = doc["Globals"]["Function"]
+    assert (glob["Tracing"], glob["Architectures"]) == ("Active", ["arm64"])
+    roles = set()
+    for fid, fn in _of_type(doc, "AWS::Serverless::Function").items():
+        props = fn["Properties"]
+        assert "Policies" not in props  # SAM would add a role of its own
+        role_id = props["Role"]["Fn::GetAtt"][0]
+        roles.add(role_id)
+        statements = res[role_id]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+        queue = props["Environment"]["Variables"].get("LUNAMAIL_LAMBDA_QUEUE")
+        assert ("ses:SendRawEmail" in actions) == (queue in ("delivery.send_batch", "delivery.send_test")), fid
+        for s in statements:
+            if s["Action"] == "ses:SendRawEmail" or "ses:SendRawEmail" in s["Action"]:
+                assert all("identity/*" in str(r) or "configuration-set" in str(r) for r in s["Resource"])
+            if "sqs:ReceiveMessage" in s["Action"]:  # its own queue and DLQ only
+                own = resource_id(queue) if queue else None
+                assert s["Resource"] == [{"Fn::GetAtt": [f"{own}Queue", "Arn"]},
+                                         {"Fn::GetAtt": [f"{own}DeadLetterQueue", "Arn"]}]
+        dynamo = [s for s in statements if "dynamodb:PutItem" in s["Action"]]
+        [grant] = dynamo
+        if queue and queue.split(".")[0] in ("audience", "campaigns", "delivery", "reports",
+                                             "tracking", "feedback", "guard", "accounts"):
+            keys = grant["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+            assert keys and all(k.startswith(("A#", "ACCT#", "APIKEY#", "SYS#")) for k in keys)
+        log_group = props["LoggingConfig"]
+        assert log_group["LogFormat"] == "JSON"
+        assert res[log_group["LogGroup"]["Ref"]]["Properties"]["RetentionInDays"] == {
+            "Ref": "LogRetentionDays"
+        }
+        alarm = res[f"{fid}ErrorRate"]["Properties"]
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+        assert [m["Id"] for m in alarm["Metrics"]] == ["errors", "invocations", "rate"]
+    assert len(roles) == len(_of_type(doc, "AWS::Serverless::Function"))
+    for qid in _of_type(doc, "AWS::SQS::Queue"):
+        if qid.endswith("DeadLetterQueue"):
+            props = res[f"{qid}Alarm"]["Properties"]
+            assert (props["MetricName"], props["Threshold"]) == ("ApproximateNumberOfMessagesVisible", 1)
+
+
+def test_the_stack_stays_within_cloudformations_500_resources(doc: dict[str, Any]) -> None:
+    """After the SAM transform each function with an SQS event also has its event source
+    mapping, and the HTTP API its stage and invoke permission: about 10 resources per new
+    route.  Fail while there is room for a few more, not at the deploy."""
+    functions = _of_type(doc, "AWS::Serverless::Function").values()
+    mappings = sum(1 for f in functions for e in f["Properties"]["Events"].values() if e["Type"] == "SQS")
+    transformed = len(doc["Resources"]) + mappings + 3
+    assert transformed <= 470, f"{transformed} resources after the transform: split the stack"
 
 
 def test_table_is_the_single_table_shape(doc: dict[str, Any]) -> None:
