@@ -65,7 +65,7 @@ class WriterLock:
         if fcntl is None or self.path is None:
             return None
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             self._closer = weakref.finalize(self, os.close, self._fd)
         return self._fd
 

@@ -143,7 +143,7 @@ def bootstrap(
     replace the configured ones (tests inject fakes; parts passed in are still closed
     by ``System.close``)."""
     settings = settings or Settings.load()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_data_dir(settings)
     closers: list[Callable[[], None]] = []
     try:
         clock = clock or SystemClock()
@@ -188,8 +188,38 @@ def open_queue(settings: Settings | None = None) -> Queue:
     """Just the configured queue, for commands that only inspect or move messages (dead
     letters, depth): no store, blobs or key material is opened."""
     settings = settings or Settings.load()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_data_dir(settings)
     return _build_queue(settings, retry_policy(settings))
+
+
+#: The SQLite files of a data folder (each may have -wal and -shm companions).
+_DB_FILES = ("lunamail.db", "queue.db", "pace.db")
+
+
+def private_data_dir(settings: Settings) -> None:
+    """The data folder readable by its owner only: the folder 0700, its databases 0600.
+
+    The databases are created empty (a valid SQLite file) with mode 0600 before SQLite
+    opens them, so no umask makes them world-readable; SQLite gives its -wal and -shm
+    files the database's mode.  Files of an older folder are tightened."""
+    path = settings.data_dir
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if os.name != "posix":
+        return
+    with contextlib.suppress(OSError):  # a folder owned by someone else stays as it is
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o700)
+    used = {"lunamail.db": settings.store == "sqlite", "queue.db": settings.queue == "local",
+            "pace.db": settings.store != "dynamodb" and bool(settings.send_rate > 0 or settings.send_window)}
+    for name in _DB_FILES:
+        db = path / name
+        if used[name]:
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        for f in (db, db.with_name(name + "-wal"), db.with_name(name + "-shm")):
+            with contextlib.suppress(OSError):
+                if f.stat().st_mode & 0o077:
+                    f.chmod(0o600)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:

@@ -38,6 +38,7 @@ from functools import partial
 from typing import Any
 
 from lunamail.domain.messages import from_json
+from lunamail.lib.redact import redact
 from lunamail.ports.deps import Deps
 from lunamail.ports.handlers import BatchSpec, batch_of, is_long_running
 from lunamail.ports.queue import Queue, QueueError, Received
@@ -58,7 +59,7 @@ def describe_error(exc: BaseException) -> str:
     frames = "".join(traceback.format_tb(exc.__traceback__, limit=-TRACEBACK_FRAMES))
     rest = [text] if "\n" in text else []
     out = "\n".join([first, *rest, frames.rstrip()]) if frames else "\n".join([first, *rest])
-    return out[:MAX_ERROR_CHARS]
+    return redact(out)[:MAX_ERROR_CHARS]  # dead letters and logs never hold a password
 
 
 @dataclass

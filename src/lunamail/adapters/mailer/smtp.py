@@ -29,6 +29,7 @@ from itertools import islice
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from lunamail.lib.redact import redact
 from lunamail.ports.mailer import OutgoingMail, SendResult, StopCheck
 from lunamail.ports.pacer import Pacer
 
@@ -288,9 +289,9 @@ class SmtpMailer:
         parts = urlsplit(url)
         security = _SCHEMES.get(parts.scheme.lower())
         if security is None:
-            raise ValueError(f"SMTP URL {url!r}: scheme must be one of {', '.join(_SCHEMES)}")
+            raise ValueError(f"SMTP URL {redact(url)!r}: scheme must be one of {', '.join(_SCHEMES)}")
         if not parts.hostname:
-            raise ValueError(f"SMTP URL {url!r}: no host")
+            raise ValueError(f"SMTP URL {redact(url)!r}: no host")
         opts = {k.lower(): v[-1] for k, v in parse_qs(parts.query).items()}
         unknown = set(opts) - {"verify", "helo", "tls"}
         if unknown:

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from lunamail.app.errors import describe
+from lunamail.lib.redact import redact
 
 console = Console(stderr=False)
 err_console = Console(stderr=True)
@@ -65,7 +66,8 @@ def fail(
     code: str = "failed",
 ) -> NoReturn:
     """Exit with a clear error (JSON-shaped when --json was asked for); ``code`` is the
-    stable error code, ``exit_code`` the process's."""
+    stable error code, ``exit_code`` the process's.  Secrets in the message are redacted."""
+    message = redact(message)
     if as_json:
         print_json({"error": {"code": code, "message": message, "details": details or {}}})
     else:

@@ -25,6 +25,7 @@ from lunamail.entrypoints.cli.common import (
     print_json,
 )
 from lunamail.entrypoints.cli.context import initialised, operator
+from lunamail.lib.redact import install_log_redaction
 from lunamail.runtime.bootstrap import System, bootstrap
 from lunamail.runtime.presence import announce
 from lunamail.runtime.routing import RoutingError, load_router
@@ -71,6 +72,7 @@ def worker(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    install_log_redaction()  # no password or key reaches the log
     with _system(router) as system:
         runtime = system.runtime(concurrency=concurrency or None)
 

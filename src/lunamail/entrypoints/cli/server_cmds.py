@@ -32,6 +32,7 @@ from lunamail.entrypoints.cli.context import get_app
 from lunamail.entrypoints.http.app import create_app
 from lunamail.entrypoints.http.edge import edge_protocol, limits_from
 from lunamail.entrypoints.http.routes_tracking import TrackingFront
+from lunamail.lib.redact import install_log_redaction
 from lunamail.runtime.bootstrap import System
 from lunamail.runtime.supervisor import WorkerProcesses
 
@@ -188,6 +189,7 @@ def serve(
     """Run the HTTP API and the workers until Ctrl-C / SIGTERM."""
     processes = parse_worker_processes(worker_processes)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()  # no password or key reaches the log
     system = get_app()
     if processes and not no_workers and system.settings.store == "memory":
         # A memory store lives in this process: a worker process would count into its own.
