@@ -155,7 +155,7 @@ def test_huge_fields_are_rejected_without_reading_them_whole(deps: Deps, tmp_pat
     assert (job["imported"], job["rejected"]) == (2, 2)
     assert report(deps, job)[1:] == [
         "3,,,row too large (a line over 1048576 bytes)",
-        "4,,,field too large (over 65536 characters)",
+        '4,,,"field too large (over 65536 characters); skipped, the import goes on at the next line"',
     ]
     assert sorted(members(deps)) == ["a@example.com", "d@example.com"]
 
@@ -171,3 +171,32 @@ def test_many_chunks_write_one_report_and_exact_counters(deps: Deps, tmp_path: P
     assert [r.split(",")[0] for r in report(deps, job)[1:]] == [str(i + 2) for i in (7, 1007, 2007, 3007, 4007)]
     assert api.count_by_status(deps, A, "news")["subscribed"] == 4495
     assert list(deps.blobs.list(f"imports/{A}/")) == [job["error_report"]]  # parts were merged
+
+
+def test_an_unterminated_quote_rejects_its_line_and_the_import_goes_on(deps: Deps) -> None:
+    job = run(deps, CORPUS / "unterminated_quote.csv")
+    assert (job["status"], job["imported"], job["rejected"]) == ("completed", 4, 1)
+    assert sorted(members(deps)) == ["ann@example.com", "carl@example.com", "dora@example.com", "eve@example.com"]
+    assert report(deps, job)[1:] == [
+        '3,,,"unterminated quote (the row would run over 4 lines); skipped, the import goes on at the next line"',
+    ]
+
+
+def test_a_stray_byte_early_in_a_utf8_file_is_one_rejected_line_not_mojibake(deps: Deps) -> None:
+    job = run(deps, CORPUS / "stray_byte_early.csv")
+    assert (job["encoding"], job["imported"], job["rejected"]) == ("utf-8", 5, 1)
+    assert report(deps, job)[1:] == ["4,,,not valid UTF-8 text (byte 0xe9 at byte 22 of the line)"]
+    assert api.get_subscriber(deps, A, "news", "user4@example.com")["name"] == "Zoë 4"
+
+
+def test_the_error_report_neutralises_spreadsheet_formulas(deps: Deps) -> None:
+    job = run(deps, CORPUS / "formula_injection.csv")
+    assert (job["imported"], job["rejected"]) == (1, 3)
+    lines = report(deps, job)
+    assert lines[1:] == [
+        "2,email,'=cmd|' /C calc'!A0,invalid email address: missing @",
+        "3,email,'@SUM(1+1)@example.com,invalid email address: more than one @",
+        "5,email,'+bad,invalid email address: missing @",
+    ]
+    # the stored name is the data as given; only the CSVs the product writes are neutralised
+    assert members(deps)["ann@example.com"]["name"].startswith("=HYPERLINK")

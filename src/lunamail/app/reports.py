@@ -19,6 +19,7 @@ from typing import IO, Any
 
 from lunamail.domain.audience import ImportChunk
 from lunamail.domain.messages import Message
+from lunamail.lib import csvsafe
 from lunamail.services.audience import api as audience_api
 from lunamail.services.audience import handlers as audience_handlers
 from lunamail.services.audience.errors import Conflict as ListConflict
@@ -83,12 +84,13 @@ def export(env: Env, actor: Actor, campaign: str, which: str) -> Iterator[dict[s
 
 
 def write_csv(rows: Iterable[dict[str, Any]], out: IO[str]) -> int:
-    """Write an ``email`` column, one row per recipient; returns how many."""
+    """Write an ``email`` column, one row per recipient; returns how many.  An address that
+    a spreadsheet would read as a formula (``=cmd|...@x``) is neutralised."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["email"])
     n = 0
     for row in rows:
-        writer.writerow([row["email"]])
+        writer.writerow([csvsafe.cell(row["email"])])
         n += 1
     return n
 

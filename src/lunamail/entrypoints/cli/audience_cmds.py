@@ -18,7 +18,7 @@ from rich.table import Table
 from lunamail.app import audience
 from lunamail.app.errors import InvalidInput
 from lunamail.domain.audience import STATUSES, FieldType, ImportMode
-from lunamail.entrypoints.cli.common import JSON_OPTION, console, errors, print_json
+from lunamail.entrypoints.cli.common import JSON_OPTION, console, errors, fail, print_json
 from lunamail.entrypoints.cli.context import ACCOUNT_OPTION, door
 from lunamail.runtime.presence import workers_running
 
@@ -157,6 +157,10 @@ def import_cmd(
 ) -> None:
     """Import subscribers from a CSV file (streamed: any size)."""
     system, env, actor = door(account, as_json=as_json)
+    size, limit = file.stat().st_size, system.settings.max_upload_bytes
+    if size > limit:  # refused before a byte is copied into the data folder
+        fail(f"{file} is {size:,} bytes; imports are limited to {limit:,} (setting max_upload_bytes)",
+             as_json=as_json, code="payload_too_large", details={"bytes": size, "limit": limit})
     with errors(as_json):
         maps = _parse_pairs(mapping, "--map")
         started = time.monotonic()

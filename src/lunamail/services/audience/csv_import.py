@@ -11,6 +11,7 @@ of plain tuple and dict operations.  Rows stay tuples on the hot path.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import gc
 import io
@@ -25,7 +26,7 @@ from datetime import date
 from typing import IO, Any, overload
 
 from lunamail.domain import audience as dom
-from lunamail.lib import emails
+from lunamail.lib import csvsafe, emails
 from lunamail.ports.blobs import Blobs
 from lunamail.ports.itemstore import IF_ABSENT, Item, ItemStore
 
@@ -38,6 +39,7 @@ _BLOCK = 256 * 1024  # bytes read and decoded at once (below MAX_LINE)
 SUB_BATCH = 50_000  # rows per get_many / put_many round trip
 REPORT_VALUE_CHARS = 200
 DETECT_ROWS = 50
+MAX_ROW_LINES = 100  # physical lines one row may span (quoted line breaks); more: an open quote
 
 _EMAIL_NAMES = {"email", "e mail", "mail", "email address", "e mail address", "emailaddress", "mail address"}
 _NAME_NAMES = {"name", "full name", "fullname", "display name", "contact name"}
@@ -175,6 +177,25 @@ class _Source:
         return self._pos + at
 
 
+def _offset_after_lines(blobs: Blobs, key: str, offset: int, lines: int) -> int:
+    """The byte offset just after ``lines`` lines from ``offset`` (to read on after a bad row)."""
+    with _open_at(blobs, key, offset) as f:
+        at = offset
+        while lines > 0:
+            data = f.read(_BLOCK)
+            if not data:
+                return at
+            start = 0
+            while lines > 0:
+                end = data.find(b"\n", start)
+                if end < 0:
+                    break
+                lines -= 1
+                start = end + 1
+            at += start if lines == 0 else len(data)
+        return at
+
+
 def _open_at(blobs: Blobs, key: str, offset: int) -> IO[bytes]:
     """The object as a buffered binary stream positioned at ``offset``."""
     path = blobs.local_path(key)
@@ -249,15 +270,40 @@ def _csv_error_reason(e: csv.Error) -> str:
 # ---------------------------------------------------------------- planning
 
 
-def _decide_encoding(sample: bytes, whole: bool) -> tuple[str, int]:
-    """(encoding, bytes to skip): a BOM wins; else UTF-8 if the prefix decodes; else cp1252."""
+def _decide_encoding(f: IO[bytes], sample: bytes) -> tuple[str, int]:
+    """(encoding, bytes to skip), on evidence from the whole file: a BOM wins; else UTF-8
+    unless more lines fail to decode as UTF-8 than decode with non-ASCII characters in
+    them (then cp1252, which decodes anything).  So one stray byte cannot turn every
+    accented name of a UTF-8 file into mojibake: its line is rejected as not valid UTF-8
+    (counted in the report) and the rest imports as written."""
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8", 3
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(sample, final=whole)
-    except UnicodeDecodeError:
-        return "cp1252", 0
-    return "utf-8", 0
+    bad = good = 0
+    rest = b""
+    while True:
+        data = f.read(_BLOCK)
+        block = rest + data
+        if not block:
+            break
+        cut = block.rfind(b"\n") + 1 if data else len(block)
+        if not cut:
+            rest = block
+            continue
+        block, rest = block[:cut], block[cut:]
+        try:
+            block.decode("utf-8")
+        except UnicodeDecodeError:
+            for line in block.split(b"\n"):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    bad += 1
+                else:
+                    good += not line.isascii()
+        else:
+            if not block.isascii():
+                good += sum(not line.isascii() for line in block.split(b"\n"))
+    return ("utf-8" if bad <= good else "cp1252"), 0
 
 
 def _sniff_delimiter(first_line: str) -> str:
@@ -281,14 +327,14 @@ def plan_import(
         raise InvalidInput(f"no uploaded file {key!r}", {"file": "missing"})
     with _open_at(blobs, key, 0) as f:
         sample = f.read(SAMPLE_BYTES)
-        whole = len(sample) < SAMPLE_BYTES
     if not sample.strip():
         raise InvalidInput("the file is empty", {"file": "empty"})
     if b"\x00" in sample:
         raise InvalidInput(
             "the file is binary (or UTF-16), not CSV text; save it as CSV (UTF-8)", {"file": "binary"}
         )
-    encoding, skip = _decide_encoding(sample, whole)
+    with _open_at(blobs, key, 0) as f:
+        encoding, skip = _decide_encoding(f, sample)
     text = sample[skip:].decode(encoding, "replace")
     controls = sum(1 for c in text[:4096] if c < " " and c not in "\t\r\n")
     if controls * 20 > min(len(text), 4096):
@@ -507,18 +553,31 @@ def run_chunk(
         rejects.append((at, column, value, reason))
 
     eof = False
-    with _FewerCollections(), _open_at(blobs, job["blob"], offset) as f, _FieldLimit():
-        src = _Source(f, lay["encoding"], offset)
+    blob: str = job["blob"]
+    with _FewerCollections(), _FieldLimit(), contextlib.ExitStack() as files:
+        segment = offset  # byte offset where the current reader started (line ``base + 1``)
+        f = files.enter_context(_open_at(blobs, blob, segment))
+        src = _Source(f, lay["encoding"], segment)
         reader = csv.reader(src.lines(), delimiter=lay["delimiter"])
         flags = src.flags
         base = line - 1  # lines of the file before the first one read here
         last = 0  # reader.line_num after the previous row: the row's first line is last + 1
         left = max_rows
         while left > 0:
+            restart: int | None = None  # lines of this segment to skip before reading on
             try:
                 for row in itertools.islice(reader, left):
                     left -= 1
                     prev, last = last, reader.line_num
+                    span = last - prev
+                    if span > 1 and (span > MAX_ROW_LINES or len(row) != ncols):
+                        # An unterminated quote swallows the lines after it: reject the line
+                        # it is on and read on from the next one.
+                        n_rows += 1
+                        reject(base + prev + 1, "", "", f"unterminated quote (the row would run over "
+                               f"{span} lines); skipped, the import goes on at the next line")
+                        restart = prev + 1
+                        break
                     if flags:
                         why = src.flag(prev + 1, last)
                         if why:
@@ -594,8 +653,17 @@ def run_chunk(
             except csv.Error as e:
                 left -= 1
                 n_rows += 1
-                reject(base + last + 1, "", "", _csv_error_reason(e))
-                last = reader.line_num
+                reject(base + last + 1, "", "", _csv_error_reason(e) + "; skipped, the import goes on "
+                       "at the next line")
+                restart = last + 1
+            if restart is not None:
+                segment = _offset_after_lines(blobs, blob, segment, restart)
+                f = files.enter_context(_open_at(blobs, blob, segment))
+                src = _Source(f, lay["encoding"], segment)
+                reader = csv.reader(src.lines(), delimiter=lay["delimiter"])
+                flags = src.flags
+                base += restart
+                last = 0
                 continue
             eof = left > 0  # the reader ran dry before the budget did
             break
@@ -858,8 +926,9 @@ REPORT_HEADER = b"line,column,value,reason\r\n"
 
 
 def encode_rejects(rejects: Sequence[tuple[int, str, str, str]]) -> bytes:
+    """The error report's rows as CSV; values that a spreadsheet would run are neutralised."""
     buf = io.StringIO()
-    csv.writer(buf).writerows(rejects)
+    csv.writer(buf).writerows(csvsafe.row(r) for r in rejects)
     return buf.getvalue().encode("utf-8")
 
 
