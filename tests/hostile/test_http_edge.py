@@ -120,6 +120,7 @@ def test_slowloris_500_connections(served: Served) -> None:
 
     t = threading.Thread(target=trickle, daemon=True)
     t.start()
+    time.sleep(0.3)  # the 500 are open and trickling: probe the steady attack, not its set-up
     c0 = served.cpu()
     probes = []
     end = time.monotonic() + 3 * HEAD_TIMEOUT
