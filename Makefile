@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 DOCS_ASSETS := src/lunamail/entrypoints/http/static/docs/swagger-ui-bundle.js
+CONSOLE_ASSETS := src/lunamail/entrypoints/web/static/vendor/htmx.min.js
 
 .PHONY: demo test lint browser spamassassin bench clean assets
 
@@ -13,10 +14,11 @@ $(BIN)/lunamail: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(BIN)/lunamail
 
-## Swagger UI and ReDoc for /docs and /redoc, from the npm packages in package-lock.json.
-assets: $(DOCS_ASSETS)
+## Swagger UI and ReDoc for /docs and /redoc, and the console's htmx, CodeMirror and uPlot,
+## from the npm packages in package-lock.json (axe-core stays in node_modules for the tests).
+assets: $(DOCS_ASSETS) $(CONSOLE_ASSETS)
 
-$(DOCS_ASSETS): package-lock.json scripts/docs_assets.py | $(BIN)/lunamail
+$(DOCS_ASSETS) $(CONSOLE_ASSETS) &: package-lock.json scripts/docs_assets.py | $(BIN)/lunamail
 	@command -v npm >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; \
 	  else echo "install Debian's npm package (sudo apt-get install npm) for the API docs assets"; exit 1; fi; }
@@ -52,4 +54,5 @@ bench: $(BIN)/lunamail
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) lunamail-data lunamail-demo .pytest_cache .mypy_cache .ruff_cache node_modules src/lunamail/entrypoints/http/static/docs
+	rm -rf $(VENV) lunamail-data lunamail-demo .pytest_cache .mypy_cache .ruff_cache node_modules src/lunamail/entrypoints/http/static/docs \
+	  src/lunamail/entrypoints/web/static/vendor

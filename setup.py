@@ -1,8 +1,9 @@
 """Only a build hook; the project is described in pyproject.toml.
 
-A wheel or sdist build copies the API docs' front-end files (Swagger UI, ReDoc, from
-the npm packages in package-lock.json) into the package first, so an installed
-Lunamail serves ``/docs`` with no network.  Editable installs leave that to ``make``.
+A wheel or sdist build copies the front-end files (Swagger UI and ReDoc for the API
+docs; htmx, CodeMirror and uPlot for the console; from the npm packages in
+package-lock.json) into the package first, so an installed Lunamail serves ``/docs`` and
+the console with no network.  Editable installs leave that to ``make``.
 """
 
 import subprocess

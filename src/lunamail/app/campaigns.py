@@ -207,7 +207,42 @@ def cancel(env: Env, actor: Actor, campaign_id: str) -> Emitted[Campaign]:
 
 
 __all__ = [
-    "CampaignChanges", "NewCampaign", "Scheduled", "SendStarted", "TestQueued",
-    "audience_size", "cancel", "create", "delete", "edit", "get", "list_campaigns", "list_ids",
-    "pause", "preview", "resume", "schedule", "send", "test",
+    "CampaignChanges",
+    "NewCampaign",
+    "Scheduled",
+    "SendStarted",
+    "TestQueued",
+    "audience_size",
+    "cancel",
+    "checklist",
+    "create",
+    "delete",
+    "edit",
+    "get",
+    "list_campaigns",
+    "list_ids",
+    "pause",
+    "preview",
+    "resume",
+    "schedule",
+    "send",
+    "test",
+    "unschedule",
 ]  # fmt: skip
+
+
+@query()
+def checklist(env: Env, actor: Actor, campaign_id: str) -> list[str]:
+    """Every reason the campaign could not be sent now, with its fix (empty: ready)."""
+    c = campaigns_api.get(env.deps, actor.account, campaign_id)
+    try:
+        size: int | None = audience_size(env, actor, c)
+    except PreSendCheckFailed as exc:
+        return list(exc.reasons)
+    return campaigns_api.checklist(env.deps, actor.account, campaign_id, audience_size=size)
+
+
+@command(Permission.SEND)
+def unschedule(env: Env, actor: Actor, campaign_id: str) -> Emitted[Campaign]:
+    """Take a scheduled campaign back to draft (the scheduled trigger then does nothing)."""
+    return Emitted(campaigns_api.unschedule(env.deps, actor.account, campaign_id))

@@ -40,6 +40,7 @@ from lunamail.entrypoints.http.docs import install_docs
 from lunamail.entrypoints.http.edge import BodyAfterAuth
 from lunamail.entrypoints.http.errors import install_error_handlers
 from lunamail.entrypoints.http.schemas import Health, error_responses
+from lunamail.entrypoints.web.app import install_console
 from lunamail.ports.deps import Deps
 from lunamail.services.feedback.sns import SnsVerifier
 
@@ -147,4 +148,5 @@ def create_app(
         app.include_router(router)
     # SES bounce/complaint notifications over SNS: the SNS signature is the authentication.
     app.include_router(routes_feedback.router_factory(publish, deps, sns_verifier))
+    install_console(app)  # the web console at / (its own sign-in, the same use cases)
     return app

@@ -553,3 +553,11 @@ def cancel(deps: Deps, account: str, campaign_id: str) -> CampaignCancelled:
 def is_editable(c: Campaign) -> bool:
     """Whether :func:`update_draft` would accept changes (for UIs)."""
     return can(c.status, Action.EDIT)
+
+
+def checklist(deps: Deps, account: str, campaign_id: str, *, audience_size: int | None = None) -> list[str]:
+    """Every reason the campaign could not be sent now (empty: ready), without sending:
+    the console's pre-send checklist shows them with their fixes."""
+    c = store.load(deps, account, campaign_id)
+    reasons, _ = pre_send_problems(c, audience_size=audience_size, sending_lock=store.sending_lock(deps, account))
+    return reasons
