@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from lunamail.app import accounts as app_accounts
@@ -30,6 +29,7 @@ from lunamail.entrypoints.cli.server_cmds import serve_all
 from lunamail.runtime.bootstrap import System, bootstrap_in
 from tests.e2e.test_unsubscribe_browser import CHROMIUM, CHROMIUM_ARGS, _browser_or_fail
 from tests.support.motoserver import free_port
+from tests.support.serving import wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "docs" / "screenshots"
@@ -69,15 +69,7 @@ def running(tmp_path: Path) -> Iterator[Running]:
         thread = threading.Thread(target=run, name="console-e2e", daemon=True)
         thread.start()
         try:
-            with httpx.Client(base_url=base, timeout=5.0) as probe:
-                for _ in range(500):  # wait until the socket accepts; bounded, not timed
-                    try:
-                        if probe.get("/health").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        threading.Event().wait(0.02)
-                else:
-                    pytest.fail("lunamail serve did not come up")
+            wait_until_serving(base)
             yield Running(base, system, smtp, link)
         finally:
             loop.call_soon_threadsafe(stop.set)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-import httpx
 import pytest
 import uvicorn
 
@@ -30,6 +29,7 @@ from lunamail.ports.clock import SystemClock
 from lunamail.ports.deps import Deps
 from lunamail.ports.secrets import DerivedSecrets
 from lunamail.services.tracking.handlers import on_campaign_send_started
+from tests.support.serving import wait_until_serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -72,15 +72,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     thread = threading.Thread(target=server.run, name="tracking-e2e", daemon=True)
     thread.start()
     try:
-        with httpx.Client(base_url=base, timeout=5.0) as probe:
-            for _ in range(500):  # wait until the socket accepts; bounded, not timed
-                try:
-                    if probe.get("/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    threading.Event().wait(0.02)
-            else:
-                pytest.fail("the tracking server did not come up")
+        wait_until_serving(base)
         yield Served(base, deps, published)
     finally:
         server.should_exit = True

@@ -34,8 +34,12 @@ ONE_DOOR: dict[str, str] = {
     "users.new_link": "CLI only: the operator hands an owner a one-time link; over HTTP users reset their own",
 }
 
-#: Use cases no door calls yet, with the reason.
+#: Use cases neither the CLI nor the HTTP API calls yet, with the reason.
 NO_DOOR: dict[str, str] = {
+    "campaigns.checklist": "the console's pre-send checklist; the CLI and HTTP API give the same "
+                           "reasons when they refuse a send",
+    "campaigns.unschedule": "the console's unschedule button; the CLI and HTTP twins come with the "
+                            "API-contract work",
     "guard.recent_actions": "for the console's guard page (its own issue)",
 }
 
