@@ -13,9 +13,11 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
+from lunamail.app import signin
 from lunamail.devtools.smtp_capture import CaptureServer
 from lunamail.entrypoints.cli.context import close_apps
 from lunamail.entrypoints.cli.main import app
+from lunamail.runtime.bootstrap import bootstrap_in
 
 HTML = '<p>Hello {{ subscriber.name }}</p><p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>'
 
@@ -106,6 +108,11 @@ def test_demo_sends_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     eml = list((tmp_path / "demo" / "outbox").glob("*.eml"))
     assert len(eml) == 59  # 60 imported, one suppressed
     assert "59 messages sent" in " ".join(res.output.split())
+    # the console's one-time link for the demo's owner, valid on the demo's data folder
+    [link] = [w for w in res.output.split() if "/login/link/" in w]
+    with bootstrap_in(tmp_path / "demo") as system:
+        user = signin.link_user(system.deps, link.rsplit("/", 1)[1])
+        assert user is not None and user.role == "owner"
     # a second run reuses (wipes) its own folder
     again = CliRunner().invoke(app, ["demo", "--subscribers", "5", "--data-dir", str(tmp_path / "demo")])
     close_apps()

@@ -29,6 +29,7 @@ from lunamail.entrypoints.cli.context import env_of
 from lunamail.runtime.bootstrap import System, bootstrap
 
 ACCOUNT = "default"
+DEMO_OWNER = "owner@example.com"  # who signs in to the console after the demo
 MARKER = ".lunamail-demo"
 
 FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Ken", "Margaret", "Linus", "Frances", "Dennis",
@@ -116,7 +117,7 @@ def demo(
             title="Lunamail demo"))
         with bootstrap(settings) as system, errors(False):
             env = env_of(system)
-            accounts.initialise(env)
+            owner_link = accounts.initialise(env, owner=DEMO_OWNER).owner_link
             actor = accounts.actor(env, ACCOUNT)
             lst = audience.create_list(env, actor, audience.NewList(
                 "Demo readers", description="Synthetic subscribers made by the demo",
@@ -147,5 +148,13 @@ def demo(
         f"\n[bold green]{report['sent']}[/] messages sent in {elapsed:.1f} s "
         f"({report['sent'] / max(elapsed, 1e-6):.0f}/s); the capture server received {files} "
         f"(.eml files in {outbox}).\nOpen one: [bold]ls {outbox} | head[/]")
+    if owner_link:
+        console.print(Panel.fit(
+            f"Run\n"
+            f"  [bold]LUNAMAIL_DATA_DIR={data_dir} lunamail serve[/]\n"
+            f"then open the console at {settings.base_url}/ with the one-time link below\n"
+            f"(it signs in {DEMO_OWNER}, who sets a password):",
+            title="The web console"))
+        console.print(owner_link, soft_wrap=True, highlight=False, markup=False)
     if report["status"] != "sent":
         fail(f"the campaign ended as {report['status']}, not sent")
