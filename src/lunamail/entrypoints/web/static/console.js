@@ -51,6 +51,11 @@
         });
       });
     });
+    document.querySelectorAll("select[data-refresh]").forEach(function (sel) {
+      sel.addEventListener("change", function () {
+        window.htmx.trigger(document.querySelector(sel.dataset.refresh), "cm-change");
+      });
+    });
     var tz = document.querySelector("[data-local-tz]");
     if (tz && !tz.value) {
       try { tz.value = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (err) { /* keep empty */ }
