@@ -48,6 +48,8 @@ class Settings:
                        "`?verify=false` for self-signed relays, on `smtp://` `?tls=opportunistic` (default: "
                        "STARTTLS whenever offered), `required` or `off`; `ses://?region=eu-west-1` sends through "
                        "Amazon SES")
+    platform: str = _s("local", "`local` (one machine: the backends below) or `aws` (Lambda: DynamoDB, SQS, S3, "
+                       "SES; `s3_bucket` and `master_key_secret` required)")
     # backends
     store: str = _s("sqlite", "item store: `sqlite`, `dynamodb` or `memory`")
     queue: str = _s("local", "queue: `local` (SQLite in the data folder) or `sqs`")

@@ -16,6 +16,8 @@ from lunamail.runtime.bootstrap import (
     LazyMailer,
     bootstrap,
     bootstrap_in,
+    build_pacer,
+    for_platform,
     load_master_key,
     open_queue,
     retry_policy,
@@ -121,3 +123,24 @@ def test_open_queue_needs_no_key_material(tmp_path: Path) -> None:
     finally:
         q.close()
     assert not (tmp_path / "master.key").exists()
+
+
+def test_aws_refuses_to_start_without_its_bucket_and_master_key_secret(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        bootstrap(Settings(data_dir=tmp_path / "never", platform="aws"))
+    assert str(err.value) == ("setting s3_bucket (LUNAMAIL_S3_BUCKET) and master_key_secret "
+                              "(LUNAMAIL_MASTER_KEY_SECRET) is required on AWS")
+    assert not (tmp_path / "never").exists()  # refused before anything was made
+    with pytest.raises(ConfigError, match=r"^setting master_key_secret \(LUNAMAIL_MASTER_KEY_SECRET\)"):
+        for_platform(Settings(platform="aws", s3_bucket="b"))
+    chosen = for_platform(Settings(platform="aws", s3_bucket="b", master_key_secret="arn:secret"))
+    assert (chosen.store, chosen.queue, chosen.blobs, chosen.mailer) == ("dynamodb", "sqs", "s3", "ses")
+    with pytest.raises(ConfigError, match="setting platform"):
+        for_platform(Settings(platform="lambda"))
+
+
+def test_the_pacer_on_aws_is_the_shared_dynamodb_bucket(tmp_path: Path) -> None:
+    from lunamail.adapters.pacer.dynamodb import DynamoPacer
+    aws = for_platform(Settings(platform="aws", s3_bucket="b", master_key_secret="s", send_rate=10.0))
+    assert isinstance(build_pacer(aws), DynamoPacer)  # never silently none on AWS
+    assert build_pacer(Settings(data_dir=tmp_path)) is None  # no rate: no pacer, and it says so

@@ -13,7 +13,7 @@ import os
 import secrets as _secrets
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -142,12 +142,13 @@ def bootstrap(
     """Build the system from settings (``Settings.load()`` when None).  Keyword parts
     replace the configured ones (tests inject fakes; parts passed in are still closed
     by ``System.close``)."""
-    settings = settings or Settings.load()
-    private_data_dir(settings)
+    settings = for_platform(settings or Settings.load())
+    if settings.platform == "local":
+        private_data_dir(settings)
     closers: list[Callable[[], None]] = []
     try:
         clock = clock or SystemClock()
-        secrets = secrets or DerivedSecrets(load_master_key(settings.master_key_path))
+        secrets = secrets or _build_secrets(settings)
         store = store or _build_store(settings)
         closers.append(store.close)
         blobs = blobs or _build_blobs(settings, secrets)
@@ -162,6 +163,7 @@ def bootstrap(
         mailer = mailer or LazyMailer(lambda: _build_mailer(settings))
         closers.append(mailer.close)
         router = router or _router_from(settings)
+        events = events or _build_events(settings)
         if events is not None:
             closers.append(events.close)
         bus = Bus(queue, router, events)
@@ -173,6 +175,42 @@ def bootstrap(
             close()
         raise
     return System(settings, store, blobs, queue, secrets, clock, mailer, router, bus, deps, closers)
+
+
+PLATFORMS = ("local", "aws")
+
+
+def for_platform(settings: Settings) -> Settings:
+    """The settings with the platform's backends.  ``aws`` means DynamoDB, SQS (queues come
+    from the template), S3 and SES, with the master key in Secrets Manager; what it needs
+    and lacks is a start-up error naming the setting."""
+    if settings.platform not in PLATFORMS:
+        raise ConfigError(f"setting platform: {settings.platform!r} is not one of {', '.join(PLATFORMS)}")
+    if settings.platform == "local":
+        return settings
+    missing = [f"{name} (LUNAMAIL_{name.upper()})" for name in ("s3_bucket", "master_key_secret")
+               if not str(getattr(settings, name)).strip()]
+    if missing:
+        raise ConfigError(f"setting {' and '.join(missing)} is required on AWS")
+    return replace(settings, store="dynamodb", queue="sqs", blobs="s3", mailer="ses")
+
+
+def _build_secrets(settings: Settings) -> Secrets:
+    """Per-account keys from the master key: Secrets Manager when ``master_key_secret``
+    names one (every container must derive the same keys), else the data-folder file."""
+    if not settings.master_key_secret:
+        return DerivedSecrets(load_master_key(settings.master_key_path))
+    import boto3
+
+    client = boto3.client("secretsmanager", endpoint_url=settings.aws_endpoint_url, region_name=settings.aws_region)
+    try:
+        value = client.get_secret_value(SecretId=settings.master_key_secret)
+    except Exception as e:
+        raise ConfigError(f"setting master_key_secret: cannot read {settings.master_key_secret!r}: {e}") from e
+    raw = value.get("SecretBinary") or str(value.get("SecretString", "")).encode()
+    if len(raw) < MASTER_KEY_BYTES:
+        raise ConfigError(f"master key secret {settings.master_key_secret!r} is shorter than {MASTER_KEY_BYTES} bytes")
+    return DerivedSecrets(bytes(raw))
 
 
 def bootstrap_in(data_dir: str | os.PathLike[str], **parts: Any) -> System:
@@ -313,9 +351,23 @@ def _build_queue(settings: Settings, retry: RetryPolicy) -> Queue:
         from lunamail.adapters.queue.sqs import SqsQueue
 
         sqs: Queue = SqsQueue(prefix=settings.sqs_prefix, endpoint_url=settings.aws_endpoint_url,
-                              region=settings.aws_region, retry=retry)
+                              region=settings.aws_region, retry=retry,
+                              create_queues=settings.platform != "aws")  # AWS: the template's
         return sqs
     raise ConfigError(f"setting queue: {settings.queue!r} is not supported (use local or sqs)")
+
+
+def _build_events(settings: Settings) -> EventPublisher | None:
+    """Domain events on the EventBridge bus (``event_bus``), whose rules carry them to each
+    consumer's queue; without a bus the queues get them directly."""
+    if not settings.event_bus:
+        return None
+    from lunamail.adapters.events.eventbridge import EventBridgePublisher
+
+    publisher: EventPublisher = EventBridgePublisher(
+        settings.event_bus, endpoint_url=settings.aws_endpoint_url, region=settings.aws_region
+    )
+    return publisher
 
 
 def _build_mailer(settings: Settings) -> Mailer:
@@ -362,13 +414,16 @@ def build_pacer(settings: Settings) -> Pacer | None:
 
     count, seconds = parse_window(settings.send_window) if settings.send_window else (0, 0.0)
     if settings.send_rate <= 0 and not count:
+        log.info("send pacing: none (no send_rate or send_window set)")
         return None
     config = PaceConfig(settings.send_rate, count, seconds)
     if settings.store == "dynamodb":  # many machines or Lambda functions: one shared item
         from lunamail.adapters.pacer.dynamodb import DynamoPacer
 
+        log.info("send pacing: DynamoDB token bucket in table %s", settings.dynamodb_table)
         return DynamoPacer(settings.dynamodb_table, config, endpoint_url=settings.aws_endpoint_url,
                            region=settings.aws_region)
+    log.info("send pacing: SQLite token bucket in %s", settings.data_dir / "pace.db")
     return SqlitePacer(settings.data_dir / "pace.db", config)
 
 
