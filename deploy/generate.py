@@ -721,6 +721,13 @@ def template(router: Router | None = None, settings: Settings | None = None) -> 
             "BucketName": {"Value": {"Ref": "Bucket"}},
             "QueuePrefix": {"Value": {"Ref": "QueuePrefix"}},
             "BaseUrl": {"Value": BASE_URL, "Description": "Where every message links to"},
+            "DomainTarget": {
+                "Condition": "HasDomain",
+                "Value": {"Fn::GetAtt": ["ApiDomain", "RegionalDomainName"]},
+                "Description": "Point DomainName here (CNAME or alias record)",
+            },
+            "EventBusName": {"Value": {"Ref": "EventBus"}},
+            "MasterKeySecret": {"Value": {"Ref": "MasterKey"}},
         },
     }
 
