@@ -24,10 +24,11 @@ from lunamail.services.audience import api as audience_api
 from lunamail.services.audience import handlers as audience_handlers
 from lunamail.services.audience.errors import Conflict as ListConflict
 from lunamail.services.campaigns import api as campaigns_api
+from lunamail.services.delivery import ledger
 from lunamail.services.reports import api as reports_api
 from lunamail.services.reports.keys import UNMAPPED
 
-from .base import Actor, Emitted, Env, Permission, command, query
+from .base import Actor, Emitted, Env, Page, Permission, command, query
 from .errors import Conflict, InvalidInput
 
 Report = dict[str, Any]
@@ -55,9 +56,56 @@ def _check_campaign(env: Env, actor: Actor, campaign: str) -> None:
 
 @query()
 def campaign_report(env: Env, actor: Actor, campaign: str) -> Report:
-    """Counters, rates, status and progress of a campaign (or of ``_unmapped`` feedback)."""
+    """Counters, rates, status and progress of a campaign (or of ``_unmapped`` feedback),
+    with the failures by reason (code and enhanced status) from delivery's counters."""
     _check_campaign(env, actor, campaign)
-    return reports_api.campaign_report(env.deps, actor.account, campaign)
+    report = reports_api.campaign_report(env.deps, actor.account, campaign)
+    reasons = ledger.failure_reasons(env.deps, actor.account, campaign) if campaign != UNMAPPED else []
+    report["failures"] = {"total": report.get("failed", 0), "top": reasons[:10]}
+    return report
+
+
+@query()
+def recipients(
+    env: Env, actor: Actor, campaign: str, *, status: str | None = None, limit: int = 100,
+    cursor: str | None = None,
+) -> Page[dict[str, Any]]:
+    """One page of the per-recipient ledger: each planned recipient's current outcome
+    (``sent`` with the relay's reply, ``deferred`` with attempts and the last reply,
+    ``failed`` with code, enhanced status and text), filtered by ``status``."""
+    if status is not None and status not in ledger.STATUSES:
+        raise InvalidInput(f"unknown status {status!r}", {"status": "one of " + ", ".join(ledger.STATUSES)})
+    _check_campaign(env, actor, campaign)
+    try:
+        rows, nxt = ledger.page(env.deps, actor.account, campaign, status=status, limit=limit, cursor=cursor)
+    except ValueError as e:
+        raise InvalidInput(str(e), {"cursor": "as returned by the previous page"}) from e
+    return Page(rows, nxt)
+
+
+LEDGER_COLUMNS = ("email", "status", "code", "enhanced", "reply", "attempts", "retryable", "at")
+
+
+@query()
+def recipients_csv(env: Env, actor: Actor, campaign: str, *, status: str | None = None) -> Iterator[str]:
+    """The ledger (of ``status``) as CSV text, streamed a few lines at a time."""
+    if status is not None and status not in ledger.STATUSES:
+        raise InvalidInput(f"unknown status {status!r}", {"status": "one of " + ", ".join(ledger.STATUSES)})
+    _check_campaign(env, actor, campaign)
+
+    def lines() -> Iterator[str]:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, LEDGER_COLUMNS, lineterminator="\n", extrasaction="ignore")
+        writer.writeheader()
+        for n, row in enumerate(ledger.iterate(env.deps, actor.account, campaign, status=status), 1):
+            writer.writerow(row)
+            if n % 500 == 0:
+                yield buf.getvalue()
+                buf.seek(0)
+                buf.truncate()
+        yield buf.getvalue()
+
+    return lines()
 
 
 def report_version(env: Env, actor: Actor, campaign: str) -> Hashable:

@@ -54,6 +54,8 @@ def report_table(doc: dict[str, Any]) -> Table:
     sources = doc.get("complaint_sources") or {}
     if sources:
         rows.append(("complaint sources", ", ".join(f"{k} {v}" for k, v in sorted(sources.items()))))
+    for reason in (doc.get("failures") or {}).get("top", [])[:5]:
+        rows.append((f"failed: {reason['reason']}", str(reason["count"])))
     for name, value in rows:
         table.add_row(name, value)
     rejected = doc.get("rejected") or []

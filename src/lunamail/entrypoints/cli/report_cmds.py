@@ -11,6 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 
 import typer
+from rich.table import Table
 
 from lunamail.app import reports
 from lunamail.entrypoints.cli.common import JSON_OPTION, console, errors, print_json
@@ -38,6 +39,7 @@ def register(app: typer.Typer) -> None:
     campaigns_app.command("report")(report_cmd)
     campaigns_app.command("export")(export_cmd)
     campaigns_app.command("resend")(resend_cmd)
+    campaigns_app.command("recipients")(recipients_cmd)
 
 
 def report_cmd(
@@ -102,3 +104,51 @@ def resend_cmd(
         console.print(f"draft [bold]{out.campaign}[/] to list {out.list} "
                       f"({out.recipients} recipients); send it with "
                       f"`lunamail campaigns send {out.campaign}`")
+
+
+class LedgerStatus(StrEnum):  # ledger.STATUSES
+    PLANNED = "planned"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+
+
+def recipients_cmd(
+    campaign: str,
+    status: LedgerStatus | None = typer.Option(None, "--status", help="Only this outcome."),
+    limit: int = typer.Option(50, "--limit", min=1, max=1000, help="Lines per page."),
+    cursor: str | None = typer.Option(None, "--cursor", help="The next page (printed after each page)."),
+    csv_out: Path | None = typer.Option(None, "--csv", dir_okay=False,
+                                        help="Write the whole ledger (of --status) as CSV to this file."),
+    account: str | None = ACCOUNT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Each recipient's current outcome: sent (relay reply), deferred (attempts, last reply),
+    failed (code, enhanced status, text); paginated, or all of it as CSV."""
+    _system, env, actor = door(account, as_json=as_json)
+    which = str(status) if status is not None else None
+    if csv_out is not None:
+        with errors(as_json):
+            lines = reports.recipients_csv(env, actor, campaign, status=which)
+        n = 0
+        with csv_out.open("w", encoding="utf-8", newline="") as f:
+            for chunk in lines:
+                f.write(chunk)
+                n += chunk.count("\n")
+        if as_json:
+            print_json({"file": str(csv_out), "recipients": max(0, n - 1)})
+        else:
+            console.print(f"{max(0, n - 1)} recipients written to {csv_out}", highlight=False)
+        return
+    with errors(as_json):
+        found = reports.recipients(env, actor, campaign, status=which, limit=limit, cursor=cursor)
+    if as_json:
+        print_json({"items": found.items, "next_cursor": found.next_cursor})
+        return
+    table = Table("email", "status", "code", "enhanced", "reply")
+    for row in found.items:
+        table.add_row(row["email"], row["status"], str(row.get("code", "")), row.get("enhanced", ""),
+                      str(row.get("reply", ""))[:80])
+    console.print(table)
+    if found.next_cursor:
+        console.print(f"more: --cursor {found.next_cursor}", highlight=False)

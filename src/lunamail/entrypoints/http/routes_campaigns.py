@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from lunamail.app import campaigns
+from lunamail.app import campaigns, reports
 from lunamail.domain.campaign_model import Campaign, CampaignStatus, allowed_actions
 from lunamail.entrypoints.http.auth import Acting
 from lunamail.entrypoints.http.context import Ctx
@@ -199,3 +200,28 @@ def resume_campaign(campaign_id: str, ctx: Ctx, actor: Acting) -> dict[str, Any]
 @router.post("/{campaign_id}/cancel", response_model=CampaignOut, responses=error_responses(404, 409), summary="Cancel a scheduled, sending or paused campaign")
 def cancel_campaign(campaign_id: str, ctx: Ctx, actor: Acting) -> dict[str, Any]:
     return view(campaigns.cancel(ctx.env, actor, campaign_id))
+
+
+LedgerStatus = Annotated[
+    str | None, Query(pattern="^(planned|sent|deferred|failed)$", description="Only this outcome.")
+]
+
+
+@router.get("/{campaign_id}/recipients", response_model=PageOut,
+            summary="The per-recipient ledger: each recipient's current outcome")
+def list_recipients(
+    campaign_id: str, ctx: Ctx, actor: Acting, status: LedgerStatus = None,
+    limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None,
+) -> dict[str, Any]:
+    scope = f"recipients:{campaign_id}:{status or ''}"
+    inner = decode_cursor(ctx.deps, actor.account, scope, cursor)
+    found = reports.recipients(ctx.env, actor, campaign_id, status=status, limit=limit, cursor=inner)
+    return page(ctx.deps, actor.account, scope, found.items, found.next_cursor)
+
+
+@router.get("/{campaign_id}/recipients.csv", summary="The per-recipient ledger as CSV (streamed)",
+            response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}}, "description": "One line per recipient."}})
+def export_recipients(campaign_id: str, ctx: Ctx, actor: Acting, status: LedgerStatus = None) -> StreamingResponse:
+    lines = reports.recipients_csv(ctx.env, actor, campaign_id, status=status)
+    return StreamingResponse(lines, media_type="text/csv")

@@ -28,7 +28,7 @@ from lunamail.ports.itemstore import (
     attr_equals,
 )
 from lunamail.ports.mailer import OutgoingMail, SendResult
-from lunamail.services.delivery import control, keys
+from lunamail.services.delivery import control, keys, ledger
 from lunamail.services.delivery.planning import check_progress, load_meta, park
 from lunamail.services.delivery.prepare import prepared_campaign
 
@@ -101,6 +101,8 @@ class Recorder:
         if r.message_id:
             fields["relay_id"] = r.message_id
         adds[outcome] = 1
+        if outcome == "failed":  # counted by reason too, for the report's top reasons
+            adds[ledger.REASON_PREFIX + ledger.failure_reason(r.code, reply)] = 1
         if was_deferred:
             adds["deferred"] = -1
         return Update(pk, sk, set=fields, condition=attr_equals(final=False)), adds
@@ -111,7 +113,7 @@ class Recorder:
         total = {"sent": 0, "failed": 0, "deferred": 0}
         for _, adds in ops:
             for k, v in adds.items():
-                total[k] += v
+                total[k] = total.get(k, 0) + v
         try:
             self._deps.store.transact(
                 [op for op, _ in ops]
@@ -128,7 +130,7 @@ class Recorder:
                 except Exception:
                     continue
                 for k, v in adds.items():
-                    total[k] += v
+                    total[k] = total.get(k, 0) + v
             self._deps.store.update(self._stats_pk, self._stats_sk, add=total)
 
 
