@@ -6,7 +6,7 @@ names, counts the audience and emits the messages) and shapes its result.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
@@ -28,9 +28,11 @@ from lunamail.entrypoints.http.schemas import (
     CampaignOut,
     CampaignSendOut,
     CampaignSummary,
+    Out,
     Page,
     PreviewOut,
     TestSendOut,
+    Timestamp,
     error_responses,
 )
 
@@ -207,9 +209,22 @@ LedgerStatus = Annotated[
 ]
 
 
-@router.get("/{campaign_id}/recipients", response_model=PageOut,
+class LedgerLine(Out):
+    """One planned recipient's current outcome."""
+
+    email: str
+    status: Literal["planned", "sent", "deferred", "failed"]
+    at: Timestamp | None = None
+    code: int | None = Field(None, description="SMTP reply code (failed, deferred).")
+    enhanced: str | None = Field(None, description="RFC 3463 enhanced status, e.g. 5.1.1 ('' when none).")
+    reply: str | None = Field(None, description="What the relay said (sent: code and its queue id).")
+    attempts: int | None = Field(None, description="Deferred: tries so far.")
+    retryable: bool | None = Field(None, description="Failed: a temporary failure that ran out of attempts.")
+
+
+@router.get("/{campaign_id}/recipients", response_model=Page[LedgerLine], responses=error_responses(404),
             summary="The per-recipient ledger: each recipient's current outcome")
-def list_recipients(
+def list_ledger(
     campaign_id: str, ctx: Ctx, actor: Acting, status: LedgerStatus = None,
     limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None,
 ) -> dict[str, Any]:
@@ -221,7 +236,8 @@ def list_recipients(
 
 @router.get("/{campaign_id}/recipients.csv", summary="The per-recipient ledger as CSV (streamed)",
             response_class=StreamingResponse,
-            responses={200: {"content": {"text/csv": {}}, "description": "One line per recipient."}})
-def export_recipients(campaign_id: str, ctx: Ctx, actor: Acting, status: LedgerStatus = None) -> StreamingResponse:
+            responses={200: {"content": {"text/csv": {}}, "description": "One line per recipient."},
+                       **error_responses(404)})
+def export_ledger(campaign_id: str, ctx: Ctx, actor: Acting, status: LedgerStatus = None) -> StreamingResponse:
     lines = reports.recipients_csv(ctx.env, actor, campaign_id, status=status)
     return StreamingResponse(lines, media_type="text/csv")
