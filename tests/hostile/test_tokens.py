@@ -118,6 +118,7 @@ def test_the_token_decoders_never_raise(token: str, payload: bytes) -> None:
     key = b"k" * 32
     crafted = f"{_b64(payload)}.{_b64(payload[:16])}"
     for t in (token, crafted):
-        assert tokens.read_token(lambda _a: key, t, now=1.0) is None or isinstance(t, str)
-        tracklinks.read_open(lambda _a: key, t, now=1.0)
-        tracklinks.read_click(lambda _a: key, t, now=1.0)
+        # nothing unsigned by the key is ever read as a token (a MAC forgery is 2^-128)
+        assert tokens.read_token(lambda _a: key, t, now=1.0) is None
+        assert tracklinks.read_open(lambda _a: key, t, now=1.0) is None
+        assert tracklinks.read_click(lambda _a: key, t, now=1.0) is None

@@ -147,7 +147,7 @@ def test_wrong_key_is_rejected(account: str, campaign: str, email: str) -> None:
 def test_garbage_never_raises(text: str) -> None:
     got = decode_return_path(keys, text, account="acme", campaign_for_ref=lambda r: "c42",
                              campaign_hints=[text])
-    assert got is None or isinstance(got, VerpToken)
+    assert got is None  # random text never carries a valid signature
 
 
 def test_truncated_and_extended_tokens_are_rejected() -> None:

@@ -18,7 +18,7 @@ from lunamail.services.accounts.errors import Conflict as AccountConflict
 from lunamail.services.accounts.errors import NotFound as AccountNotFound
 
 from .base import Actor, Emitted, Env, Page, Permission, command, query
-from .errors import NotFound
+from .errors import Forbidden, NotFound
 from .users import invite
 
 _KNOWN_SHOWN = 20  # how many known ids an unknown-account error lists
@@ -86,20 +86,31 @@ def me(env: Env, actor: Actor) -> Account:
     return accounts_api.get_account(env.deps, actor.account)
 
 
+def _installation_only(actor: Actor, what: str) -> None:
+    """Tenants' roles stop at their own account: other accounts are the operator's."""
+    if not actor.installation:
+        raise Forbidden(f"only the installation's operator may {what}", {"permission": "installation"})
+
+
 @query(Permission.ADMIN)
 def list_accounts(env: Env, actor: Actor, *, limit: int = 100, cursor: str | None = None) -> Page[Account]:
+    _installation_only(actor, "list accounts")
     found, nxt = accounts_api.list_accounts(env.deps, limit=limit, cursor=cursor)
     return Page(found, nxt)
 
 
 @command(Permission.ADMIN)
 def create_account(env: Env, actor: Actor, name: str, *, account_id: str | None = None) -> Emitted[Account]:
+    _installation_only(actor, "create accounts")
     return Emitted(accounts_api.create_account(env.deps, name, account_id=account_id))
 
 
 @command(Permission.ADMIN)
 def unlock(env: Env, actor: Actor, account_id: str) -> Emitted[AccountUnlocked]:
-    """Lift a sending lock set by the reputation guard (after fixing the cause)."""
+    """Lift a sending lock set by the reputation guard (after fixing the cause): an admin
+    of that account, or the installation's operator for any account."""
+    if account_id != actor.account:
+        _installation_only(actor, "unlock another account")
     events = accounts_api.unlock_sending(env.deps, account_id)
     after = accounts_api.get_account(env.deps, account_id)
     return Emitted(AccountUnlocked(after, bool(events)), events)

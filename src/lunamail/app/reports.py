@@ -131,15 +131,33 @@ def export(env: Env, actor: Actor, campaign: str, which: str) -> Iterator[dict[s
     return reports_api.export_recipients(env.deps, actor.account, campaign, which)
 
 
-def write_csv(rows: Iterable[dict[str, Any]], out: IO[str]) -> int:
-    """Write an ``email`` column, one row per recipient; returns how many.  An address that
-    a spreadsheet would read as a formula (``=cmd|...@x``) is neutralised."""
-    writer = csv.writer(out, lineterminator="\n")
+def csv_chunks(rows: Iterable[dict[str, Any]], *, rows_per_chunk: int = 500) -> Iterator[str]:
+    """An ``email`` column as CSV text, a few hundred rows a chunk (any campaign size).  An
+    address that a spreadsheet would read as a formula (``=cmd|...@x``) is neutralised."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["email"])
-    n = 0
-    for row in rows:
+    for n, row in enumerate(rows, 1):
         writer.writerow([csvsafe.cell(row["email"])])
-        n += 1
+        if n % rows_per_chunk == 0:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()
+
+
+def write_csv(rows: Iterable[dict[str, Any]], out: IO[str]) -> int:
+    """Write :func:`csv_chunks` to ``out``; returns how many recipients."""
+    n = 0
+
+    def counted() -> Iterator[dict[str, Any]]:
+        nonlocal n
+        for row in rows:
+            n += 1
+            yield row
+
+    for chunk in csv_chunks(counted()):
+        out.write(chunk)
     return n
 
 

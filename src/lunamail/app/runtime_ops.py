@@ -36,9 +36,17 @@ def _sees_all(actor: Actor) -> bool:
     return actor.installation
 
 
+#: How many dead letters (oldest first, every account's) a tenant's view looks through:
+#: the queue port lists them installation-wide, so a tenant's own are filtered from a
+#: window wide enough that other tenants' older ones do not hide them.
+TENANT_WINDOW = 10_000
+
+
 def _visible(env: Env, actor: Actor, limit: int) -> list[DeadLetterView]:
-    views = list_dead_letters(_queue(env), limit=limit)
-    return views if _sees_all(actor) else [v for v in views if v.account == actor.account]
+    if _sees_all(actor):
+        return list_dead_letters(_queue(env), limit=limit)
+    views = list_dead_letters(_queue(env), limit=max(limit, TENANT_WINDOW))
+    return [v for v in views if v.account == actor.account][:limit]
 
 
 @query(Permission.ADMIN)
@@ -57,7 +65,7 @@ def replay(env: Env, actor: Actor, ids: Sequence[str] | None = None, *, replay_a
     if _sees_all(actor):
         moved = queue.replay(None if replay_all else list(ids or ()))
         return Emitted(Replayed(moved, 0 if replay_all else len(set(ids or ())) - moved))
-    mine = {v.id for v in _visible(env, actor, 10_000)}
+    mine = {v.id for v in _visible(env, actor, TENANT_WINDOW)}
     wanted = list(dict.fromkeys(mine if replay_all else [i for i in ids or () if i in mine]))
     moved = queue.replay(wanted) if wanted else 0
     missing = 0 if replay_all else len(set(ids or ())) - moved

@@ -3,9 +3,6 @@ non-openers (what ``lunamail campaigns export|resend`` do)."""
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
@@ -24,27 +21,12 @@ router = APIRouter(
 )
 
 Which = Literal["opened", "clicked", "non-openers", "bounced", "unsubscribed"]
-ROWS_PER_CHUNK = 500
 
 
 class ResendIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     to: Literal["non-openers"] = "non-openers"
     subject: str | None = Field(None, max_length=998, description='Default: "Re: " and the original subject.')
-
-
-def csv_chunks(rows: Iterable[dict[str, Any]]) -> Iterator[bytes]:
-    """An ``email`` column, streamed a few hundred rows at a time (any campaign size)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["email"])
-    for n, row in enumerate(rows, 1):
-        writer.writerow([row["email"]])
-        if n % ROWS_PER_CHUNK == 0:
-            yield buf.getvalue().encode()
-            buf.seek(0)
-            buf.truncate()
-    yield buf.getvalue().encode()
 
 
 @router.get(
@@ -61,7 +43,7 @@ def export_recipients(
 ) -> StreamingResponse:
     rows = reports.export(ctx.env, actor, campaign_id, which)  # 404 before the stream starts
     return StreamingResponse(
-        csv_chunks(rows),
+        (chunk.encode() for chunk in reports.csv_chunks(rows)),
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{campaign_id}-{which}.csv"'},
     )

@@ -353,7 +353,8 @@ def preview(
 
 def test_send(deps: Deps, account: str, campaign_id: str, addresses: Sequence[str]) -> SendTest:
     """The command that sends the campaign to ``addresses`` as a test (delivery marks it as a
-    test and does not count it).  Needs a valid sender and compiling templates."""
+    test and does not count it).  Needs a valid sender, compiling templates and an
+    account whose sending is not locked."""
     if isinstance(addresses, str):
         addresses = [addresses]
     clean: list[str] = []
@@ -371,7 +372,8 @@ def test_send(deps: Deps, account: str, campaign_id: str, addresses: Sequence[st
     if errors:
         raise InvalidInput("invalid test send", errors)
     c = store.load(deps, account, campaign_id)
-    reasons = sender_problems(c)
+    # A test copy is still mail from the account: a guard lock stops it like a send.
+    reasons = lock_problem(store.sending_lock(deps, account)) + sender_problems(c)
     compiled, why = compile_or_reason(c)
     if compiled is None:
         reasons.append(why)
