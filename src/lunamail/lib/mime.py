@@ -39,6 +39,13 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 _PLAIN_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]+")
 _HEADER_NAME = re.compile(r"[!-9;-~]+")  # printable ASCII except ':'
 _NEWLINES = re.compile(r"\r\n?|\n")
+_CONTROL_RUNS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
+def header_safe(value: str) -> str:
+    """``value`` with each run of control characters (C0, DEL, C1; tabs and line breaks
+    included) replaced by one space, ready for a header."""
+    return " ".join(_CONTROL_RUNS.sub(" ", value).split())
 
 
 # Headers the platform writes itself (or that a relay adds): a campaign may not set them.
@@ -379,6 +386,11 @@ class CampaignMime:
         names each recipient's own list."""
         if not message_id.startswith("<"):
             message_id = f"<{message_id}>"
+        # Control characters never reach a header (a parser flags them even encoded).
+        if not subject.isprintable():
+            subject = header_safe(subject)
+        if to_name and not to_name.isprintable():
+            to_name = header_safe(to_name)
         unsub = f"<{unsubscribe_url}>"
         if not unsubscribe_url.isascii() or not unsub.isprintable() or ">" in unsubscribe_url or len(unsub) > 900:
             raise ValueError("unsubscribe_url must be a printable ASCII URL under 900 characters")

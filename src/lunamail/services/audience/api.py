@@ -7,6 +7,7 @@ a list, so the caller publishes them once its own work has succeeded.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -22,6 +23,7 @@ from lunamail.ports.itemstore import (
     ConditionFailed,
     Delete,
     Item,
+    LimitExceeded,
     Put,
     TransactionCancelled,
     Update,
@@ -236,13 +238,35 @@ def _write_subscriber(
         deps.store.transact(ops)
     except TransactionCancelled as e:
         raise Conflict("the subscriber changed concurrently; try again") from e
+    except LimitExceeded as e:  # merged fields over the store's item size
+        raise InvalidInput("the subscriber would be larger than the store allows", {"fields": str(e)}) from e
+
+
+#: Longest custom field value and all of one subscriber's fields together (characters): the
+#: store's item limit is 400 KB, and an over-long value is the caller's error, not a 500.
+MAX_FIELD_CHARS = 65_536
+MAX_FIELDS_CHARS = 200_000
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
+def clean_name(name: str) -> str:
+    """A display name without control characters (they would end up in a ``To:`` header):
+    each run of them becomes one space."""
+    return _CONTROLS.sub(" ", name).strip() if _CONTROLS.search(name) else name
 
 
 def _validate_fields(list_item: Item, fields: Mapping[str, Any]) -> dict[str, Any]:
     types = {f["name"]: f["type"] for f in list_item.get("fields", [])}
     out: dict[str, Any] = {}
     bad: dict[str, str] = {}
+    total = sum(len(str(k)) + len(v) if isinstance(v, str) else len(str(k)) for k, v in fields.items())
+    if total > MAX_FIELDS_CHARS:
+        raise InvalidInput(f"the custom fields are longer than {MAX_FIELDS_CHARS} characters together",
+                           {"fields": f"at most {MAX_FIELDS_CHARS} characters"})
     for k, v in fields.items():
+        if isinstance(v, str) and len(v) > MAX_FIELD_CHARS:
+            bad[k] = f"longer than {MAX_FIELD_CHARS} characters"
+            continue
         typ = types.get(k, "text")
         if isinstance(v, str) and typ != "text" and v.strip():  # form and CLI values arrive as text
             v, why = coerce_field(v, typ)
@@ -296,7 +320,7 @@ def subscribe(
         "name": "", "fields": {}, "created_at": now,
     }  # fmt: skip
     if name is not None:
-        item["name"] = name
+        item["name"] = clean_name(name)
     if fields:
         item["fields"] = {**item.get("fields", {}), **_validate_fields(lst, fields)}
     item.update(status=str(status), source=source if old is None else item.get("source", source), updated_at=now)
@@ -359,7 +383,7 @@ def update_subscriber(
     old = _subscriber_item(deps, account, lst["id"], email)
     item = dict(old)
     if name is not None:
-        item["name"] = name
+        item["name"] = clean_name(name)
     if fields is not None:
         checked = _validate_fields(lst, fields)
         item["fields"] = checked if replace_fields else {**old.get("fields", {}), **checked}
@@ -368,6 +392,8 @@ def update_subscriber(
         deps.store.put(item, condition=attr_equals(updated_at=old.get("updated_at")))
     except ConditionFailed as e:
         raise Conflict("the subscriber changed concurrently; try again") from e
+    except LimitExceeded as e:  # merged fields over the store's item size
+        raise InvalidInput("the subscriber would be larger than the store allows", {"fields": str(e)}) from e
     return subscriber_view(item)
 
 
@@ -384,6 +410,8 @@ def delete_subscriber(
         deps.store.transact(ops)
     except TransactionCancelled as e:
         raise Conflict("the subscriber changed concurrently; try again") from e
+    except LimitExceeded as e:  # merged fields over the store's item size
+        raise InvalidInput("the subscriber would be larger than the store allows", {"fields": str(e)}) from e
     _emit(events, dom.SubscriberDeleted(account=account, list=lst["id"], email=old["email"]))
 
 

@@ -39,6 +39,7 @@ _BLOCK = 256 * 1024  # bytes read and decoded at once (below MAX_LINE)
 SUB_BATCH = 50_000  # rows per get_many / put_many round trip
 REPORT_VALUE_CHARS = 200
 DETECT_ROWS = 50
+MAX_COLUMNS = 1_000  # columns of a file (the layout is stored on the import job)
 MAX_ROW_LINES = 100  # physical lines one row may span (quoted line breaks); more: an open quote
 
 _EMAIL_NAMES = {"email", "e mail", "mail", "email address", "e mail address", "emailaddress", "mail address"}
@@ -369,6 +370,9 @@ def plan_import(
                 raise InvalidInput(f"cannot read the header row: {_csv_error_reason(e)}", {"file": "header"}) from e
     if header is None:
         raise InvalidInput("the file is empty", {"file": "empty"})
+    if len(header) > MAX_COLUMNS:
+        raise InvalidInput(f"the header has {len(header):,} columns; an import takes at most {MAX_COLUMNS:,}",
+                           {"file": "header"})
 
     has_header = not any(emails.is_valid(c) for c in header)
     if not has_header:
