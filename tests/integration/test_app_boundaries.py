@@ -98,3 +98,12 @@ def test_csv_exports_are_inert_in_a_spreadsheet_through_every_door(address: str)
     assert chunks == out.getvalue()
     cell = chunks.splitlines()[1]
     assert cell.lstrip('"').startswith("'"), cell
+
+
+def test_the_ledger_csv_neutralises_a_hostile_server_reply() -> None:
+    rows = [{"email": "a@example.com", "status": "failed", "reply": "=HYPERLINK(\"http://x\")"}]
+    text = "".join(app_reports.safe_csv(["email", "status", "reply", "missing"], rows))
+    header, line = text.splitlines()
+    assert header == "email,status,reply,missing"
+    assert line.split(",", 2)[2].startswith("\"'=HYPERLINK"), line
+    assert line.endswith(",")  # a column the row lacks is an empty cell

@@ -13,7 +13,7 @@ import csv
 import io
 import secrets
 import tempfile
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -93,19 +93,7 @@ def recipients_csv(env: Env, actor: Actor, campaign: str, *, status: str | None 
         raise InvalidInput(f"unknown status {status!r}", {"status": "one of " + ", ".join(ledger.STATUSES)})
     _check_campaign(env, actor, campaign)
 
-    def lines() -> Iterator[str]:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, LEDGER_COLUMNS, lineterminator="\n", extrasaction="ignore")
-        writer.writeheader()
-        for n, row in enumerate(ledger.iterate(env.deps, actor.account, campaign, status=status), 1):
-            writer.writerow(row)
-            if n % 500 == 0:
-                yield buf.getvalue()
-                buf.seek(0)
-                buf.truncate()
-        yield buf.getvalue()
-
-    return lines()
+    return safe_csv(LEDGER_COLUMNS, ledger.iterate(env.deps, actor.account, campaign, status=status))
 
 
 def report_version(env: Env, actor: Actor, campaign: str) -> Hashable:
@@ -131,19 +119,27 @@ def export(env: Env, actor: Actor, campaign: str, which: str) -> Iterator[dict[s
     return reports_api.export_recipients(env.deps, actor.account, campaign, which)
 
 
-def csv_chunks(rows: Iterable[dict[str, Any]], *, rows_per_chunk: int = 500) -> Iterator[str]:
-    """An ``email`` column as CSV text, a few hundred rows a chunk (any campaign size).  An
-    address that a spreadsheet would read as a formula (``=cmd|...@x``) is neutralised."""
+def safe_csv(
+    columns: Sequence[str], rows: Iterable[Mapping[str, Any]], *, rows_per_chunk: int = 500
+) -> Iterator[str]:
+    """``rows`` as CSV text with a header, a few hundred rows a chunk (any campaign size).
+    Every cell that a spreadsheet would read as a formula (an address ``=cmd|...@x``, a
+    server's reply) is neutralised: every CSV the product writes goes through here."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["email"])
+    writer.writerow(columns)
     for n, row in enumerate(rows, 1):
-        writer.writerow([csvsafe.cell(row["email"])])
+        writer.writerow(csvsafe.row(row.get(c, "") for c in columns))
         if n % rows_per_chunk == 0:
             yield buf.getvalue()
             buf.seek(0)
             buf.truncate()
     yield buf.getvalue()
+
+
+def csv_chunks(rows: Iterable[dict[str, Any]], *, rows_per_chunk: int = 500) -> Iterator[str]:
+    """An ``email`` column of ``rows`` (see :func:`safe_csv`)."""
+    return safe_csv(["email"], rows, rows_per_chunk=rows_per_chunk)
 
 
 def write_csv(rows: Iterable[dict[str, Any]], out: IO[str]) -> int:
