@@ -92,6 +92,8 @@ class Settings:
     soft_bounce_spread_days: float = _s(7.0, "the soft bounces that suppress an address must span this many days "
                                         "(at most one counts per day)")
     tracking_link_max_age_days: float = _s(0.0, "refuse open and click links older than this; 0 = never")
+    track_opens: bool = _s(True, "open tracking for campaigns that do not choose (per campaign: `--no-track-opens`)")
+    track_clicks: bool = _s(True, "click tracking for campaigns that do not choose (per campaign: `--no-track-clicks`)")
     bot_click_window_seconds: float = _s(10.0, "clicks this soon after delivery on every link count as a scanner's")
     sns_topic_arns: tuple[str, ...] = _s((), "SNS topics (ARNs or `fnmatch` patterns, comma-separated) whose "
                                          "SES notifications are accepted; none: all refused")
@@ -222,6 +224,13 @@ def _coerce(name: str, typ: Any, value: Any) -> Any:
         if t.startswith("tuple"):
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(str(x).strip() for x in items if str(x).strip())
+        if t.startswith("bool"):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValueError("use true or false")
+            return text in ("1", "true", "yes", "on")
         if t.startswith("int"):
             return int(value)
         if t.startswith("float"):

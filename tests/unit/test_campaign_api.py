@@ -188,6 +188,8 @@ def test_send_now_emits_everything_delivery_needs(deps: Deps, clock: FakeClock) 
         "text": "Hi {{ subscriber.name }}\n\nUnsubscribe ({{ unsubscribe_url }})\n",
         "from_name": "Luna", "from_email": "news@luna.example", "reply_to": "help@luna.example",
         "headers": {},
+        "track_opens": None,  # the installation default applies at delivery
+        "track_clicks": None,
         "attachments": [{"key": "b/1", "filename": "a.pdf", "content_type": "application/pdf"}],
     }  # fmt: skip
     assert from_json(ev.to_json()) == ev

@@ -39,6 +39,9 @@ class NewCampaign:
     text: str | None = None  # None or blank: derived from the HTML
     lists: Sequence[str] = ()  # list ids or names
     id: str | None = None  # a client-chosen id (Conflict when taken)
+    track_opens: bool | None = None  # None: the installation's default
+    track_clicks: bool | None = None
+    headers: Mapping[str, str] | None = None  # extra headers (one line each, none of ours)
 
 
 @dataclass(frozen=True)
@@ -53,12 +56,23 @@ class CampaignChanges:
     html: str | None = None
     text: str | None = None
     lists: Sequence[str] | None = None
+    track_opens: bool | None = None
+    track_clicks: bool | None = None
+    headers: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
 class SendStarted:
     campaign: Campaign
     audience_size: int  # subscribed members across its lists (an upper bound: duplicates count twice)
+    tracking: Mapping[str, bool] | None = None  # {"opens", "clicks"}: what the send tracks
+
+
+def tracking_of(env: Env, c: Campaign) -> dict[str, bool]:
+    """Whether the campaign's send tracks opens and clicks (its choice, else the default)."""
+    s = env.deps.settings
+    return {"opens": s.track_opens if c.track_opens is None else c.track_opens,
+            "clicks": s.track_clicks if c.track_clicks is None else c.track_clicks}
 
 
 @dataclass(frozen=True)
@@ -111,7 +125,8 @@ def create(env: Env, actor: Actor, draft: NewCampaign) -> Emitted[Campaign]:
     c = campaigns_api.create_draft(
         env.deps, actor.account, name=draft.name, subject=draft.subject, from_name=draft.from_name,
         from_email=draft.from_email, reply_to=draft.reply_to, html=draft.html, text=draft.text,
-        lists=list_ids(env, actor, draft.lists), campaign_id=draft.id,
+        lists=list_ids(env, actor, draft.lists), campaign_id=draft.id, track_opens=draft.track_opens,
+        track_clicks=draft.track_clicks, headers=draft.headers,
     )  # fmt: skip
     return Emitted(c)
 
@@ -123,7 +138,8 @@ def edit(env: Env, actor: Actor, campaign_id: str, changes: CampaignChanges) -> 
     c = campaigns_api.update_draft(
         env.deps, actor.account, campaign_id, name=changes.name, subject=changes.subject,
         from_name=changes.from_name, from_email=changes.from_email, reply_to=changes.reply_to,
-        html=changes.html, text=changes.text, lists=lists,
+        html=changes.html, text=changes.text, lists=lists, track_opens=changes.track_opens,
+        track_clicks=changes.track_clicks, headers=changes.headers,
     )  # fmt: skip
     return Emitted(c)
 
@@ -168,7 +184,8 @@ def send(env: Env, actor: Actor, campaign_id: str) -> Emitted[SendStarted]:
     """Check and start sending now (PreSendCheckFailed with every reason otherwise)."""
     size = audience_size(env, actor, campaigns_api.get(env.deps, actor.account, campaign_id))
     started = campaigns_api.send_now(env.deps, actor.account, campaign_id, audience_size=size)
-    return Emitted(SendStarted(campaigns_api.get(env.deps, actor.account, campaign_id), size), [started])
+    c = campaigns_api.get(env.deps, actor.account, campaign_id)
+    return Emitted(SendStarted(c, size, tracking_of(env, c)), [started])
 
 
 @command(Permission.SEND)

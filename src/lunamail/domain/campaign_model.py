@@ -161,6 +161,9 @@ class Campaign:
     schedule_tz: str | None = None
     started_at: float | None = None
     sent_at: float | None = None
+    track_opens: bool | None = None  # None: the installation's default (setting track_opens)
+    track_clicks: bool | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # the campaign's own extra headers (validated)
     reason: str = ""  # why it was paused or failed
     send_token: str = ""  # which trigger started the send (makes the send handler idempotent)
     version: int = 0
@@ -187,6 +190,7 @@ class Campaign:
         out["status"] = str(self.status)
         out["lists"] = list(self.lists)
         out["attachments"] = [a.to_dict() for a in self.attachments]
+        out["headers"] = dict(self.headers)
         return out
 
     @classmethod
@@ -197,6 +201,7 @@ class Campaign:
         values = {k: v for k, v in data.items() if k in names}
         values["status"] = CampaignStatus(values.get("status", "draft"))
         values["lists"] = tuple(values.get("lists") or ())
+        values["headers"] = tuple((str(k), str(v)) for k, v in dict(values.get("headers") or {}).items())
         values["attachments"] = tuple(
             Attachment(str(a["key"]), str(a["filename"]), str(a["content_type"]))
             for a in values.get("attachments") or ()

@@ -47,15 +47,22 @@ def create(
     text: Path | None = typer.Option(None, "--text", exists=True, dir_okay=False,
                                      help="Text body template (generated from the HTML when absent)."),
     reply_to: str = typer.Option("", "--reply-to"),
+    track_opens: bool | None = typer.Option(None, "--track-opens/--no-track-opens",
+                                            help="Open tracking (default: the track_opens setting)."),
+    track_clicks: bool | None = typer.Option(None, "--track-clicks/--no-track-clicks",
+                                             help="Click tracking (default: the track_clicks setting)."),
+    header: list[str] = typer.Option([], "--header", help='An extra header, "Name: value" (repeatable).'),
     account: str | None = ACCOUNT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create a draft campaign."""
     _system, env, actor = door(account, as_json=as_json)
     from_name, from_email = parseaddr(sender)
+    extra = {k.strip(): v.strip() for k, _, v in (h.partition(":") for h in header)}
     draft = campaigns.NewCampaign(
         name=name, subject=subject, from_name=from_name, from_email=from_email or sender,
         reply_to=reply_to, html=html.read_text("utf-8"), text=_read(text), lists=lists,
+        track_opens=track_opens, track_clicks=track_clicks, headers=extra,
     )  # fmt: skip
     with errors(as_json):
         camp = campaigns.create(env, actor, draft)
@@ -160,12 +167,17 @@ def send(
     """Send a campaign now."""
     system, env, actor = door(account, as_json=as_json)
     with errors(as_json):
-        size = campaigns.send(env, actor, campaign).audience_size
+        started = campaigns.send(env, actor, campaign)
+    size, tracking = started.audience_size, dict(started.tracking or {})
+    if not as_json:
+        def onoff(key: str) -> str:
+            return "on" if tracking.get(key) else "off"
+
+        console.print(f"campaign {campaign} is sending to up to {size} recipients "
+                      f"(open tracking {onoff('opens')}, click tracking {onoff('clicks')})")
     if not wait:
         if as_json:
-            print_json({"campaign": campaign, "status": "sending", "audience": size})
-        else:
-            console.print(f"campaign {campaign} is sending to up to {size} recipients")
+            print_json({"campaign": campaign, "status": "sending", "audience": size, "tracking": tracking})
         return
     report = follow(system, actor, campaign, timeout=timeout, quiet=as_json)
     if as_json:

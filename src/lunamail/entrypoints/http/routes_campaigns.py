@@ -58,6 +58,9 @@ class CampaignCreate(BaseModel):
     html: str = ""
     text: str | None = Field(None, description="Text part; omitted or blank: derived from the HTML.")
     lists: list[str] = Field(default_factory=list, max_length=50, description="List ids or names.")
+    track_opens: bool | None = Field(None, description="Open tracking; omitted: the installation's default.")
+    track_clicks: bool | None = Field(None, description="Click tracking; omitted: the installation's default.")
+    headers: dict[str, str] | None = Field(None, max_length=20, description="Extra headers, one line each.")
     id: str | None = Field(
         None, min_length=1, max_length=64, description="Choose the id (makes a retried create safe)."
     )
@@ -75,6 +78,9 @@ class CampaignUpdate(BaseModel):
     html: str | None = None
     text: str | None = None
     lists: list[str] | None = Field(None, max_length=50)
+    track_opens: bool | None = None
+    track_clicks: bool | None = None
+    headers: dict[str, str] | None = Field(None, max_length=20)
 
 
 class PreviewSubscriber(BaseModel):
@@ -179,7 +185,8 @@ def test_campaign(campaign_id: str, body: TestIn, ctx: Ctx, actor: Acting) -> di
 @router.post("/{campaign_id}/send", status_code=202, response_model=CampaignSendOut, responses=error_responses(404, 409), summary="Start sending now")
 def send_campaign(campaign_id: str, ctx: Ctx, actor: Acting) -> dict[str, Any]:
     started = campaigns.send(ctx.env, actor, campaign_id)
-    return {**view(started.campaign), "audience_size": started.audience_size}
+    return {**view(started.campaign), "audience_size": started.audience_size,
+            "tracking": dict(started.tracking or {})}
 
 
 @router.post("/{campaign_id}/schedule", response_model=CampaignOut, responses=error_responses(404, 409), summary="Schedule (or move) the send")

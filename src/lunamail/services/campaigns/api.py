@@ -39,6 +39,7 @@ from lunamail.domain.campaigns import (
     SendTest,
 )
 from lunamail.lib import emails
+from lunamail.lib.mime import extra_header_problems
 from lunamail.lib.templating import Rendered, RenderProblem, TemplateProblem, compile_campaign
 from lunamail.ports.deps import Deps
 from lunamail.ports.itemstore import MAX_QUERY_LIMIT
@@ -171,6 +172,9 @@ def _validate(c: Campaign, attachments: Sequence[Attachment | Mapping[str, str]]
                 errors[field] = f"{value!r} is not a valid address: {why}"
     if "\r" in c.from_name or "\n" in c.from_name:
         errors["from_name"] = "must be a single line"
+    problems = extra_header_problems(dict(c.headers))
+    if problems or len(dict(c.headers)) != len(c.headers):
+        errors["headers"] = "; ".join(problems) or "a header is given twice"
     size = len(c.html) + len(c.text or "") + len(c.subject)
     if size > MAX_CONTENT:
         errors["html"] = f"content too large ({size} characters, at most {MAX_CONTENT})"
@@ -200,6 +204,9 @@ def create_draft(
     lists: Sequence[str] = (),
     attachments: Sequence[Attachment | Mapping[str, str]] = (),
     campaign_id: str | None = None,
+    track_opens: bool | None = None,
+    track_clicks: bool | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Campaign:
     """Save a new draft.  ``text=None`` (or blank) derives the text part from the HTML at
     send time.  ``campaign_id`` makes creation idempotent: a retry with the same content
@@ -218,6 +225,9 @@ def create_draft(
         reply_to=reply_to.strip(),
         html=html,
         text=_text_or_none(text),
+        track_opens=track_opens,
+        track_clicks=track_clicks,
+        headers=tuple((headers or {}).items()),
         created_at=now,
         updated_at=now,
     )
@@ -252,6 +262,9 @@ def update_draft(
     text: str | None = None,
     lists: Sequence[str] | None = None,
     attachments: Sequence[Attachment | Mapping[str, str]] | None = None,
+    track_opens: bool | None = None,
+    track_clicks: bool | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Campaign:
     """Change a draft (only a draft: IllegalTransition otherwise).  ``None`` keeps a field;
     ``text=""`` goes back to a text part derived from the HTML."""
@@ -267,6 +280,12 @@ def update_draft(
         fields["html"] = html
     if text is not None:
         fields["text"] = _text_or_none(text)
+    if track_opens is not None:
+        fields["track_opens"] = track_opens
+    if track_clicks is not None:
+        fields["track_clicks"] = track_clicks
+    if headers is not None:
+        fields["headers"] = tuple(headers.items())
 
     def step(c: Campaign) -> Campaign:
         changed = c.transition(Action.EDIT, deps.clock.now(), **fields)

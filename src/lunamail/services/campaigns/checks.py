@@ -93,6 +93,8 @@ def delivery_content(c: Campaign, compiled: CompiledCampaign) -> dict[str, Any]:
         "from_name": c.from_name,
         "from_email": c.from_email.strip(),
         "reply_to": c.reply_to.strip(),
-        "headers": {},
+        "headers": dict(c.headers),
+        "track_opens": c.track_opens,  # None: delivery applies the installation's default
+        "track_clicks": c.track_clicks,
         "attachments": [a.to_dict() for a in c.attachments],
     }

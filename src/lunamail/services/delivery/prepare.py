@@ -95,8 +95,11 @@ class PreparedCampaign:
             None if not signers else signers[0] if len(signers) == 1 else MultiSigner(signers))
         # Tracking is on unless the campaign turns it off; test sends are never tracked.
         links = TrackingLinks(base, deps.secrets.key(account, tokens.TRACK), account, campaign)
-        self._clicks = links if content.get("track_clicks", True) and not test else None
-        self._opens = links if content.get("track_opens", True) and not test else None
+        clicks, opens = content.get("track_clicks"), content.get("track_opens")
+        clicks = deps.settings.track_clicks if clicks is None else bool(clicks)
+        opens = deps.settings.track_opens if opens is None else bool(opens)
+        self._clicks = links if clicks and not test else None
+        self._opens = links if opens and not test else None
         self._now = deps.clock.now
 
     def _rewriter(self, email: str, now: float) -> Callable[[str, int], str]:
