@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dkim
 import pytest
 
 from lunamail.app import campaigns as app
 from lunamail.app.base import Env
+from lunamail.config import DkimKey
 from lunamail.devtools.smtp_capture import CaptureServer
+from lunamail.lib.dkim import generate_keys
 from lunamail.runtime.bootstrap import bootstrap_in
 from lunamail.services.audience import api as audience
 from lunamail.services.campaigns import api as campaigns
@@ -58,3 +61,36 @@ def test_reserved_or_multi_line_headers_are_refused(tmp_path: Path) -> None:
             with pytest.raises(InvalidInput) as err:
                 campaigns.create_draft(system.deps, ACCOUNT, name="T", html=HTML, headers=bad)
             assert "headers" in err.value.fields
+
+
+def test_the_send_summary_warns_when_mail_goes_out_unsigned_and_a_parent_key_signs(tmp_path: Path) -> None:
+    pem, txt = generate_keys("rsa-sha256")
+    keyfile = tmp_path / "k.pem"
+    keyfile.write_bytes(pem)
+    with CaptureServer("127.0.0.1", 0) as sink, bootstrap_in(
+        tmp_path / "data",
+        settings_overrides={"smtp_url": f"smtp://127.0.0.1:{sink.port}", "base_url": "http://t.example",
+                            "dkim": (DkimKey("sender.example.org", "s1", str(keyfile)),)},
+    ) as system:
+        deps = system.deps
+        env = Env(deps, system.bus.publish)
+        lst = str(audience.create_list(deps, ACCOUNT, "People")["id"])
+        audience.subscribe(deps, ACCOUNT, lst, "ann@example.net")
+        unsigned = campaigns.create_draft(deps, ACCOUNT, name="U", subject="Hi", from_email="news@other.example",
+                                          html=HTML, lists=[lst])
+        [warning] = app.send_warnings(env, unsigned)
+        assert "no DKIM key for other.example" in warning and "unsigned" in warning
+        sub = campaigns.create_draft(deps, ACCOUNT, name="S", subject="Hi",
+                                     from_email="news@news.sender.example.org", html=HTML, lists=[lst])
+        assert app.send_warnings(env, sub) == ()
+        system.bus.publish([campaigns.send_now(deps, ACCOUNT, sub.id, audience_size=1)])
+        assert system.run_until(lambda: reports.campaign_report(deps, ACCOUNT, sub.id)["status"] == "sent",
+                                timeout=60)
+        assert sink.wait_for(1)
+        data = sink.messages[0][2]
+    assert b"d=sender.example.org;" in data.split(b"\r\n\r\n", 1)[0]
+
+    def dns(name: bytes, timeout: int = 5) -> bytes | None:
+        return txt.encode() if name == b"s1._domainkey.sender.example.org." else None
+
+    assert dkim.verify(data, dnsfunc=dns)  # verified by dkimpy with the published record

@@ -8,7 +8,7 @@ from functools import cache
 import dkim
 import pytest
 
-from lunamail.lib.dkim import DkimSigner, MultiSigner, canonical_body, generate_keys
+from lunamail.lib.dkim import DkimSigner, MultiSigner, canonical_body, generate_keys, signing_domain
 from lunamail.lib.mime import CampaignMime
 
 
@@ -141,3 +141,12 @@ def test_feedback_id_is_signed_and_the_key_headers_are_oversigned(algorithm: str
     for extra in (b"Subject: Win a prize", b"From: other@example.net", b"Feedback-ID: x:y:z:w",
                   b"List-Unsubscribe: <https://evil.example/u>"):
         assert not dkim.verify(head + b"\r\n" + extra + b"\r\n\r\n" + body, dnsfunc=dns_for({"s1": txt}))
+
+
+def test_a_subdomain_is_signed_with_its_parents_key_under_relaxed_alignment() -> None:
+    keys = ["example.com", "mail.example.org"]
+    assert signing_domain(keys, "example.com") == "example.com"
+    assert signing_domain(keys, "news.example.com") == "example.com"
+    assert signing_domain(keys, "a.b.mail.example.org") == "mail.example.org"
+    assert signing_domain(keys, "example.org") is None  # a child's key never signs for its parent
+    assert signing_domain(keys, "notexample.com") is None

@@ -15,6 +15,7 @@ from typing import Any
 
 from lunamail.domain.campaign_model import Campaign
 from lunamail.domain.messages import Later
+from lunamail.lib.dkim import signing_domain
 from lunamail.lib.templating import Rendered
 from lunamail.services.audience import api as audience_api
 from lunamail.services.audience.errors import NotFound as ListNotFound
@@ -66,6 +67,18 @@ class SendStarted:
     campaign: Campaign
     audience_size: int  # subscribed members across its lists (an upper bound: duplicates count twice)
     tracking: Mapping[str, bool] | None = None  # {"opens", "clicks"}: what the send tracks
+    warnings: tuple[str, ...] = ()  # what the send may cost (e.g. no DKIM signature)
+
+
+def send_warnings(env: Env, c: Campaign) -> tuple[str, ...]:
+    """What the pre-send summary warns about: mail that goes out without a DKIM signature
+    (receivers then distrust it, and RFC 8058 tells them not to offer one-click unsubscribe)."""
+    domain = c.from_email.rpartition("@")[2].lower()
+    keys = [k.domain for k in env.deps.settings.dkim]
+    if domain and signing_domain(keys, domain) is None:
+        return (f"no DKIM key for {domain} (or a parent domain): messages go out unsigned; "
+                f"set LUNAMAIL_DKIM={domain}:<selector>:<keyfile> and publish its record",)
+    return ()
 
 
 def tracking_of(env: Env, c: Campaign) -> dict[str, bool]:
@@ -185,7 +198,7 @@ def send(env: Env, actor: Actor, campaign_id: str) -> Emitted[SendStarted]:
     size = audience_size(env, actor, campaigns_api.get(env.deps, actor.account, campaign_id))
     started = campaigns_api.send_now(env.deps, actor.account, campaign_id, audience_size=size)
     c = campaigns_api.get(env.deps, actor.account, campaign_id)
-    return Emitted(SendStarted(c, size, tracking_of(env, c)), [started])
+    return Emitted(SendStarted(c, size, tracking_of(env, c), send_warnings(env, c)), [started])
 
 
 @command(Permission.SEND)

@@ -11,14 +11,15 @@ import base64
 import hashlib
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-__all__ = ["DEFAULT_HEADERS", "OVERSIGNED", "Algorithm", "DkimSigner", "MultiSigner", "generate_keys"]
+__all__ = ["DEFAULT_HEADERS", "OVERSIGNED", "Algorithm", "DkimSigner", "MultiSigner", "generate_keys",
+           "signing_domain"]
 
 Algorithm = Literal["rsa-sha256", "ed25519-sha256"]
 
@@ -178,6 +179,18 @@ class MultiSigner:
         fields = _fields(head)
         sigs = [s.signature_header(fields, bh, timestamp) for s in self.signers]
         return b"".join(reversed(sigs)) + message
+
+
+def signing_domain(keys: Iterable[str], from_domain: str) -> str | None:
+    """The domain whose DKIM key signs mail From ``from_domain``: its own, else the closest
+    parent's (DMARC's relaxed alignment accepts a parent's signature for a subdomain)."""
+    have = {k.lower().rstrip(".") for k in keys}
+    labels = from_domain.lower().rstrip(".").split(".")
+    for i in range(len(labels) - 1):
+        candidate = ".".join(labels[i:])
+        if candidate in have:
+            return candidate
+    return None
 
 
 def generate_keys(algorithm: Algorithm = "rsa-sha256", bits: int = 2048) -> tuple[bytes, str]:

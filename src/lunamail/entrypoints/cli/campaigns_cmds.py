@@ -175,9 +175,12 @@ def send(
 
         console.print(f"campaign {campaign} is sending to up to {size} recipients "
                       f"(open tracking {onoff('opens')}, click tracking {onoff('clicks')})")
+        for warning in started.warnings:
+            console.print(f"[yellow]warning:[/] {warning}")
     if not wait:
         if as_json:
-            print_json({"campaign": campaign, "status": "sending", "audience": size, "tracking": tracking})
+            print_json({"campaign": campaign, "status": "sending", "audience": size, "tracking": tracking,
+                        "warnings": list(started.warnings)})
         return
     report = follow(system, actor, campaign, timeout=timeout, quiet=as_json)
     if as_json:

@@ -186,7 +186,7 @@ def test_campaign(campaign_id: str, body: TestIn, ctx: Ctx, actor: Acting) -> di
 def send_campaign(campaign_id: str, ctx: Ctx, actor: Acting) -> dict[str, Any]:
     started = campaigns.send(ctx.env, actor, campaign_id)
     return {**view(started.campaign), "audience_size": started.audience_size,
-            "tracking": dict(started.tracking or {})}
+            "tracking": dict(started.tracking or {}), "warnings": list(started.warnings)}
 
 
 @router.post("/{campaign_id}/schedule", response_model=CampaignOut, responses=error_responses(404, 409), summary="Schedule (or move) the send")

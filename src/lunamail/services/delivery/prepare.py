@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lunamail.lib import tokens
-from lunamail.lib.dkim import Algorithm, DkimSigner, MultiSigner
+from lunamail.lib.dkim import Algorithm, DkimSigner, MultiSigner, signing_domain
 from lunamail.lib.mime import Attachment, CampaignMime, extra_header_problems, make_message_id
 from lunamail.lib.templating import RenderBound, RenderProblem, compile_campaign
 from lunamail.lib.tracklinks import TrackingLinks, insert_pixel
@@ -34,10 +34,12 @@ def domain_of(address: str) -> str:
 
 
 def signers_for(deps: Deps, from_domain: str) -> list[DkimSigner]:
-    """DKIM signers configured for the From domain (RSA first, then e.g. ed25519)."""
+    """DKIM signers for the From domain, or for its closest parent with a key (RSA first,
+    then e.g. ed25519)."""
     out = []
+    domain = signing_domain((k.domain for k in deps.settings.dkim), from_domain)
     for k in deps.settings.dkim:
-        if k.domain.lower() == from_domain:
+        if k.domain.lower().rstrip(".") == domain:
             pem = Path(k.key_file).read_bytes()
             if k.algorithm not in ("rsa-sha256", "ed25519-sha256"):
                 raise ValueError(f"DKIM key for {k.domain}: unknown algorithm {k.algorithm!r}")
