@@ -76,7 +76,8 @@ class Settings:
     defer_max_attempts: int = _s(5, "a recipient deferred this many times has failed")
     bounce_domain: str = _s("", "domain of the VERP return path (default: the From domain)")
     feedback_sender_id: str = _s("lunamail", "last field of the `Feedback-ID` header (campaign:list:account:sender)")
-    dkim: tuple[DkimKey, ...] = _s((), "`domain:selector:keyfile[:rsa-sha256|ed25519-sha256]`, comma-separated")
+    dkim: tuple[DkimKey, ...] = _s((), "`domain:selector:keyfile[:rsa-sha256|ed25519-sha256]`, comma-separated; a domain's key "
+                                      "also signs its subdomains; without a key mail goes out unsigned (the send warns)")
     # runtime
     workers: int = _s(2, "concurrent handlers per worker process (more only fight over the GIL)")
     visibility_timeout: float = _s(120.0, "seconds a received message stays hidden before it is redelivered")
