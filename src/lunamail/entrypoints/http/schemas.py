@@ -247,6 +247,9 @@ class CampaignSummary(Out):
     started_at: Timestamp | None = None
     sent_at: Timestamp | None = None
     reason: str = Field("", description="Why it was paused or failed.")
+    track_opens: bool | None = Field(None, description="Open tracking; null: the installation's default.")
+    track_clicks: bool | None = Field(None, description="Click tracking; null: the installation's default.")
+    headers: dict[str, str] = Field(default_factory=dict, description="The campaign's own extra headers.")
     version: int
     actions: list[str] = Field(description="What its state allows (edit, schedule, pause, ...).")
 
@@ -258,6 +261,8 @@ class CampaignOut(CampaignSummary):
 
 class CampaignSendOut(CampaignOut):
     audience_size: int = Field(description="Subscribed members of its lists (one mail per address).")
+    tracking: dict[str, bool] = Field(default_factory=dict, description="What the send tracks: opens, clicks.")
+    warnings: list[str] = Field(default_factory=list, description="What the send may cost (e.g. unsigned mail).")
 
 
 class PreviewOut(Out):
@@ -278,7 +283,16 @@ class TestSendOut(Out):
 class BounceCounts(Out):
     hard: int
     soft: int
-    total: int
+    sender: int = Field(0, description="Refusals of the sender (DMARC, policy, reputation ...): nobody suppressed.")
+    total: int = Field(description="Recipient bounces: hard + soft.")
+
+
+class DomainRejections(Out):
+    domain: str = Field(description="The receiving domain.")
+    count: int
+    status: str = Field(description="Its most frequent status code.")
+    reason: str = Field(description="What that code means, e.g. `DMARC / authentication`.")
+    statuses: dict[str, int]
 
 
 class EngagementCounts(Out):
@@ -325,7 +339,10 @@ class ReportOut(Out):
     send_rate_per_second: float = Field(description="Messages per second over the send so far.")
     delivered: int
     bounced: BounceCounts
+    rejected: list[DomainRejections] = Field(default_factory=list,
+                                             description="Sender-side refusals per receiving domain, most first.")
     complained: int
+    complaint_sources: dict[str, int] = Field(default_factory=dict, description="Complaints by source: fbl, ses, manual.")
     opened: EngagementCounts
     clicked: EngagementCounts
     unsubscribed: int
