@@ -114,6 +114,42 @@ def test_wrong_password_and_unknown_address_are_refused_alike_then_locked(deps: 
     assert signin.sign_in(deps, "own@example.com", PASSWORD, client="c9").user.email == "own@example.com"
 
 
+def test_lock_out_does_not_tell_which_addresses_have_a_user(deps: Deps) -> None:
+    _owner(deps)
+    users.set_password(deps, "alpha", "own@example.com", PASSWORD)
+    answers: dict[str, list[str]] = {}
+    for address in ("own@example.com", "nobody@example.com"):
+        seen = answers.setdefault(address, [])
+        for n in range(users.MAX_FAILURES + 1):
+            with pytest.raises((SignInRefused, LockedOut)) as refused:
+                signin.sign_in(deps, address, f"wrong password {n}", client=f"{address}{n}")
+            seen.append(type(refused.value).__name__)
+    assert answers["own@example.com"] == answers["nobody@example.com"]
+    assert answers["nobody@example.com"][-1] == "LockedOut"
+
+
+def test_a_password_change_ends_the_sessions_opened_before_it(deps: Deps) -> None:
+    _owner(deps)
+    users_app.add_user(_env(deps), operator("alpha"), "bob@example.com", "admin")
+    users.set_password(deps, "alpha", "bob@example.com", PASSWORD)
+    stolen = signin.sign_in(deps, "bob@example.com", PASSWORD, client="attacker").cookie
+    cast(FakeClock, deps.clock).advance(1)
+    link = users.issue_link(deps, "alpha", "bob@example.com", ttl=3600)
+    fresh = signin.set_password_with_link(deps, link, "a brand new password", client="bob")
+    assert signin.current(deps, stolen) is None
+    assert signin.current(deps, fresh.cookie) is not None  # the session the reset opened
+
+
+def test_one_links_guessers_do_not_block_another_link(deps: Deps) -> None:
+    _owner(deps)
+    users_app.add_user(_env(deps), operator("alpha"), "ann@example.com", "viewer")
+    for n in range(signin.PER_ADDRESS_PER_MINUTE):
+        with pytest.raises(SignInRefused):
+            signin.set_password_with_link(deps, f"guess-{n}-" + "x" * 20, PASSWORD, client=f"c{n}")
+    link = users.issue_link(deps, "alpha", "ann@example.com", ttl=3600)
+    assert signin.set_password_with_link(deps, link, PASSWORD, client="ann").user.email == "ann@example.com"
+
+
 def test_sign_in_is_rate_limited_per_client(deps: Deps) -> None:
     for n in range(signin.PER_CLIENT_PER_MINUTE):
         with pytest.raises(SignInRefused):
@@ -121,7 +157,7 @@ def test_sign_in_is_rate_limited_per_client(deps: Deps) -> None:
     with pytest.raises(TooManyRequests):
         signin.sign_in(deps, "other@example.com", "x" * 12, client="10.0.0.1")
     for _ in range(signin.PER_ADDRESS_PER_MINUTE):  # and per address, from any client
-        with pytest.raises(SignInRefused):
+        with pytest.raises((SignInRefused, LockedOut)):  # (it locks out on the way)
             signin.sign_in(deps, "target@example.com", "x" * 12, client="10.0.0.2")
     with pytest.raises(TooManyRequests):
         signin.sign_in(deps, "target@example.com", "x" * 12, client="10.0.0.3")

@@ -70,7 +70,7 @@ def set_password_with_link(deps: Deps, token: str, password: str, *, client: str
                            previous: str | None = None) -> SignedIn:
     """Spend the link, set the password and sign in.  The password rules are checked
     before the link is spent, so a too-short password does not waste the link."""
-    _throttle(deps, client, "link")
+    _throttle(deps, client, f"link:{token[:200]}")  # per link: one link's guessers slow no other
     users.check_password_rules(password)
     user = users.use_link(deps, token)
     user = users.set_password(deps, user.account, user.email, password)

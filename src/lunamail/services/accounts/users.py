@@ -11,6 +11,8 @@ Items (this service's prefixes only):
 - ``LINK#{sha256 of the token}`` / ``LINK``: a one-time link (set or reset a password),
   used at most once through a conditional update.
 - ``THROTTLE#{key}`` / ``W#{window}``: attempt counters for rate limits (TTL'd).
+- ``SIGNIN#{sha256 of an address}`` / ``FAILS``: failed sign-ins of an address that has no
+  user, so it locks out like one that has (TTL'd).
 
 Passwords are hashed with argon2id (``argon2-cffi``) at OWASP's recommended minimum cost
 (19 MiB, 2 passes, 1 lane): ~50 ms per sign-in on one core, and little memory per
@@ -27,6 +29,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import NoReturn
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -202,12 +205,14 @@ def check_password_rules(password: str) -> None:
 
 
 def set_password(deps: Deps, account: str, email: str, password: str) -> User:
-    """Hash and store a new password; clears failures and any lock-out."""
+    """Hash and store a new password; clears failures and any lock-out, and ends every
+    session opened before it (a stolen cookie dies with a reset)."""
     check_password_rules(password)
     user = get_user(deps, account, email)
     item = deps.store.update(
         _acct_pk(account), f"USER#{user.email}",
-        set={"pw_hash": _hasher.hash(password), "failures": 0, "locked_until": None},
+        set={"pw_hash": _hasher.hash(password), "failures": 0, "locked_until": None,
+             "pw_changed_at": deps.clock.now()},
         condition=IF_EXISTS,
     )  # fmt: skip
     return _user_from(item)
@@ -221,12 +226,11 @@ def verify_password(deps: Deps, email: str, password: str) -> User:
     user = find_user(deps, email)
     if user is None or len(password) > MAX_PASSWORD:
         _burn(password[:MAX_PASSWORD])
+        if user is None:
+            _unknown_address_failed(deps, email, now)
         raise SignInRefused("wrong e-mail address or password")
     if user.locked_until is not None and user.locked_until > now:
-        raise LockedOut(
-            "too many failed sign-ins: this address is locked for a while; reset the password or wait",
-            details={"until": user.locked_until},
-        )
+        _locked_out(user.locked_until)
     item = _user_item(deps, user.account, user.email)
     stored = item.get("pw_hash")
     ok = False
@@ -248,6 +252,25 @@ def verify_password(deps: Deps, email: str, password: str) -> User:
     if item.get("failures") or item.get("locked_until"):
         deps.store.update(*key, set={"failures": 0, "locked_until": None}, condition=IF_EXISTS)
     return user
+
+
+def _locked_out(until: float) -> NoReturn:
+    raise LockedOut(
+        "too many failed sign-ins: this address is locked for a while; reset the password or wait",
+        details={"until": until},
+    )
+
+
+def _unknown_address_failed(deps: Deps, email: str, now: float) -> None:
+    """Count failures for an address that has no user exactly as for one that has, so the
+    lock-out answer does not tell which addresses are users."""
+    key = (f"SIGNIN#{_digest(email.strip().lower()[:MAX_EMAIL])}", "FAILS")
+    item = deps.store.get(*key)
+    if item is not None and float(item.get("locked_until") or 0) > now:
+        _locked_out(float(item["locked_until"]))
+    after = deps.store.update(*key, add={"failures": 1}, set={"ttl": int(now + LOCK_SECONDS) + 60})
+    if int(after.get("failures", 0)) >= MAX_FAILURES:
+        deps.store.update(*key, set={"locked_until": now + LOCK_SECONDS, "failures": 0})
 
 
 def _burn(password: str) -> None:
@@ -347,7 +370,7 @@ def get_session(deps: Deps, token: str | None) -> tuple[Session, User] | None:
     if item is None or float(item.get("expires_at", 0)) <= deps.clock.now():
         return None
     user_item = deps.store.get(_acct_pk(item["account"]), f"USER#{item['email']}")
-    if user_item is None:
+    if user_item is None or float(user_item.get("pw_changed_at") or 0) > float(item["created_at"]):
         return None
     session = Session(item["account"], item["email"], item["csrf"], float(item["created_at"]),
                       float(item["expires_at"]))
