@@ -175,6 +175,10 @@ def test_a_new_owner_runs_the_whole_job_in_the_console(running: Running, tmp_pat
             assert page.get_by_role("link", name="Download the rejected rows (CSV)").count() == 1
             shot("import-done")
             page.get_by_role("link", name="Back to the list").click()
+            # htmx binds the search box when the page has loaded; typing before that is
+            # a keystroke no script hears (CI's slower box showed it)
+            page.get_by_role("heading", name="Readers").wait_for()
+            page.wait_for_load_state("load")
             page.get_by_label("Search by address prefix").fill("reader01")
             page.wait_for_function("() => document.querySelectorAll('#subscribers tbody tr').length === 10")
             assert page.locator("#subscribers td", has_text="reader010@example.com").count() == 1
@@ -190,6 +194,7 @@ def test_a_new_owner_runs_the_whole_job_in_the_console(running: Running, tmp_pat
             page.get_by_label("List").select_option(label="Readers")
             page.get_by_role("button", name="Create draft").click()
             page.get_by_role("heading", name="Spring issue").wait_for()
+            page.wait_for_load_state("load")
             page.get_by_label("Subject").fill("Spring news for {{ subscriber.name }}")
             page.get_by_label("From name").fill("Moon Press")
             page.get_by_label("From address").fill("news@moon.example.org")
@@ -243,6 +248,8 @@ def test_a_new_owner_runs_the_whole_job_in_the_console(running: Running, tmp_pat
             page.get_by_label("Name").fill("Oops issue")
             page.get_by_label("List").select_option(label="Readers")
             page.get_by_role("button", name="Create draft").click()
+            page.get_by_role("heading", name="Oops issue").wait_for()
+            page.wait_for_load_state("load")
             page.get_by_label("Subject").fill("Oops")
             page.get_by_label("From address").fill("news@moon.example.org")
             page.locator("#ready").wait_for()
