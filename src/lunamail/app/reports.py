@@ -24,6 +24,7 @@ from lunamail.services.audience import api as audience_api
 from lunamail.services.audience import handlers as audience_handlers
 from lunamail.services.audience.errors import Conflict as ListConflict
 from lunamail.services.campaigns import api as campaigns_api
+from lunamail.services.campaigns.errors import NotFound as CampaignNotFound
 from lunamail.services.delivery import ledger
 from lunamail.services.reports import api as reports_api
 from lunamail.services.reports.keys import UNMAPPED
@@ -96,9 +97,33 @@ def recipients_csv(env: Env, actor: Actor, campaign: str, *, status: str | None 
     return safe_csv(LEDGER_COLUMNS, ledger.iterate(env.deps, actor.account, campaign, status=status))
 
 
+@query()
 def report_version(env: Env, actor: Actor, campaign: str) -> Hashable:
     """Changes whenever the report does (one query): live views poll it."""
     return reports_api.report_version(env.deps, actor.account, campaign)
+
+
+#: The status a live view sees once the campaign it watches has been deleted.
+GONE = "deleted"
+
+
+@query()
+def campaign_status(env: Env, actor: Actor, campaign: str) -> str:
+    """The campaign's status, or ``GONE`` once it is deleted: a live view ends on it
+    instead of failing (unknown ids are refused where the view starts)."""
+    try:
+        return str(campaigns_api.get(env.deps, actor.account, campaign).status)
+    except CampaignNotFound:
+        return GONE
+
+
+@query()
+def live_report(env: Env, actor: Actor, campaign: str) -> Report | None:
+    """``campaign_report`` for a live view, or None once the campaign is deleted."""
+    try:
+        return campaign_report(env, actor, campaign)
+    except CampaignNotFound:
+        return None
 
 
 @query()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator, Hashable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -23,8 +23,9 @@ from starlette.concurrency import run_in_threadpool
 
 from lunamail.app import campaigns as campaign_cases
 from lunamail.app import reports as report_cases
-from lunamail.entrypoints.http.auth import AccountId, Acting
-from lunamail.entrypoints.http.context import ApiContext, Ctx
+from lunamail.app.base import Actor, Env
+from lunamail.entrypoints.http.auth import Acting
+from lunamail.entrypoints.http.context import Ctx
 from lunamail.entrypoints.http.errors import ErrorRoute
 from lunamail.entrypoints.http.pagination import Cursor, decode_cursor, page
 from lunamail.entrypoints.http.schemas import (
@@ -34,10 +35,6 @@ from lunamail.entrypoints.http.schemas import (
     error_responses,
     report_wire,
 )
-from lunamail.ports.deps import Deps
-from lunamail.services.campaigns import api as campaigns
-from lunamail.services.campaigns.errors import NotFound as CampaignNotFound
-from lunamail.services.reports import api as reports
 
 router = APIRouter(
     prefix="/campaigns/{campaign_id}/report",
@@ -52,7 +49,7 @@ STATUS_INTERVAL = 1.0  # s between reads of the campaign item (it holds the bodi
 HEARTBEAT_INTERVAL = 15.0  # s of silence before a comment line keeps proxies from closing
 FINAL_GRACE = 2.0  # s to wait for the report to catch up with a campaign that has finished
 RETRY_MS = 2000  # how soon an EventSource reconnects after a dropped connection
-GONE = "deleted"  # the campaign_status of a campaign deleted while watched
+GONE = report_cases.GONE  # the campaign_status of a campaign deleted while watched
 
 _streams = [0]  # open streams in this process
 _streams_lock = threading.Lock()
@@ -69,30 +66,10 @@ def _count_stream(delta: int) -> None:
         _streams[0] += delta
 
 
-def _campaign_status(deps: Deps, account: str, campaign: str) -> str:
-    try:
-        return str(campaigns.get(deps, account, campaign).status)
-    except CampaignNotFound:
-        return GONE
-
-
-def _report(deps: Deps, account: str, campaign: str, status: str) -> dict[str, Any]:
-    """The report in its wire form (``ReportOut``), as GET and the stream send it."""
-    return report_wire({**reports.campaign_report(deps, account, campaign), "campaign_status": status})
-
-
-def _version_reader(deps: Deps, account: str, campaign: str) -> Callable[[], Hashable] | None:
-    """``reports.report_version`` bound to this campaign when the service offers it (a
-    tuple that changes whenever the counters do); None: compare whole reports instead."""
-    fn = getattr(reports, "report_version", None)
-    if not callable(fn):
-        return None
-
-    def read() -> Hashable:
-        version: Hashable = fn(deps, account, campaign)
-        return version
-
-    return read
+def _report(env: Env, actor: Actor, campaign: str, status: str) -> dict[str, Any] | None:
+    """The report in its wire form (``ReportOut``), as GET sends it; None once deleted."""
+    report = report_cases.live_report(env, actor, campaign)
+    return None if report is None else report_wire({**report, "campaign_status": status})
 
 
 def _epoch(at: datetime) -> float:
@@ -106,13 +83,11 @@ def sse(event: str, data: Any) -> bytes:
 
 
 async def report_events(
-    request: Request, ctx: ApiContext, account: str, campaign: str, status: str
+    request: Request, env: Env, actor: Actor, campaign: str, status: str
 ) -> AsyncIterator[bytes]:
     """``report`` events while the report changes, a heartbeat comment when quiet, and once
     the campaign is final a last ``report`` then ``end``.  Stops when the client leaves."""
-    deps = ctx.deps
     loop = asyncio.get_running_loop()
-    version_of = _version_reader(deps, account, campaign)
     seen: Hashable = object()  # (version, status) of the last report read
     sent: dict[str, Any] | None = None
     next_status = loop.time() + STATUS_INTERVAL
@@ -124,15 +99,15 @@ async def report_events(
         while not await request.is_disconnected():
             now = loop.time()
             if now >= next_status:
-                status = await run_in_threadpool(_campaign_status, deps, account, campaign)
+                status = await run_in_threadpool(report_cases.campaign_status, env, actor, campaign)
                 next_status = now + STATUS_INTERVAL
-            key: Hashable = None
-            if version_of is not None:
-                key = (await run_in_threadpool(version_of), status)
-            if version_of is None or key != seen:
-                report = await run_in_threadpool(_report, deps, account, campaign, status)
+            key = (await run_in_threadpool(report_cases.report_version, env, actor, campaign), status)
+            if key != seen:
+                report = await run_in_threadpool(_report, env, actor, campaign, status)
                 seen = key
-                if report != sent:
+                if report is None:
+                    status = GONE
+                elif report != sent:
                     yield sse("report", report)
                     sent, quiet_since = report, now
             if status in FINAL or status == GONE:
@@ -182,13 +157,13 @@ def get_timeseries(
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "`report` events, then `end`."}},
 )
-async def stream_report(campaign_id: str, request: Request, ctx: Ctx, account: AccountId) -> StreamingResponse:
+async def stream_report(campaign_id: str, request: Request, ctx: Ctx, actor: Acting) -> StreamingResponse:
     """``event: report`` with the report as JSON whenever it changes (the first at once),
     ``: heartbeat`` comments while nothing changes, and ``event: end`` when the campaign
     is sent, cancelled or failed."""
-    status = str((await run_in_threadpool(campaigns.get, ctx.deps, account, campaign_id)).status)
+    status = str((await run_in_threadpool(campaign_cases.get, ctx.env, actor, campaign_id)).status)  # 404
     return StreamingResponse(
-        report_events(request, ctx, account, campaign_id, status),
+        report_events(request, ctx.env, actor, campaign_id, status),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

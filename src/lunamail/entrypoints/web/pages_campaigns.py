@@ -173,7 +173,7 @@ async def live(request: Request, viewer: ViewerDep, campaign_id: str) -> Respons
     """The stream of ``/v1/campaigns/{id}/report/stream`` for a signed-in person."""
     ctx = ctx_of(request)
     status = str((await run_in_threadpool(campaigns.get, ctx.env, viewer.actor, campaign_id)).status)
-    return StreamingResponse(routes_reports.report_events(request, ctx, viewer.account, campaign_id, status),
+    return StreamingResponse(routes_reports.report_events(request, ctx.env, viewer.actor, campaign_id, status),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
