@@ -30,6 +30,9 @@ ONE_DOOR: dict[str, str] = {
     "audience.import_file": "CLI only: the caller holds the file and streams it in one call",
     "feedback.ingest": "CLI only: raw mail reaches the HTTP side through SES/SNS, not as uploads",
     "feedback.take_ses_notification": "HTTP only: SNS posts notifications to the public feedback route",
+    "reports.campaign_status": "HTTP only: the live stream's status read (a deleted campaign ends the "
+                               "stream); the CLI's live report reads the campaign itself",
+    "reports.live_report": "HTTP only: the live stream's report read, None once the campaign is deleted",
     "reports.timeseries": "HTTP only: per-minute rows for charts; the CLI's live report shows the counters",
     "users.new_link": "CLI only: the operator hands an owner a one-time link; over HTTP users reset their own",
 }
