@@ -73,6 +73,8 @@ class Settings:
     batch_size: int = _s(500, "recipients per send batch")
     page_size: int = _s(2000, "recipients per audience page (one planning handler run)")
     defer_base_delay: float = _s(60.0, "seconds before the first retry of a 4xx-deferred recipient; doubles per attempt")
+    test_copies_per_hour: int = _s(200, "test copies an account may send per hour (a test is not a campaign: "
+                                   "no suppression list, no unsubscribe; this caps its misuse)")
     defer_max_attempts: int = _s(5, "a recipient deferred this many times has failed")
     bounce_domain: str = _s("", "domain of the VERP return path (default: the From domain)")
     feedback_sender_id: str = _s("lunamail", "last field of the `Feedback-ID` header (campaign:list:account:sender)")

@@ -1,5 +1,6 @@
-"""Where a tenant's roles stop: other accounts, a locked account's test sends, dead letters
-behind other tenants' older ones, and CSV exports a spreadsheet would run."""
+"""Where a tenant's roles stop: other accounts, a locked account's test sends, test copies
+past the hourly cap, dead letters behind other tenants' older ones, and CSV exports a
+spreadsheet would run."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from lunamail.app import runtime_ops
 from lunamail.app.base import Actor, Env
 from lunamail.app.errors import Forbidden
 from lunamail.domain.messages import Message
+from lunamail.ports.clock import FakeClock
 from lunamail.ports.queue import RetryPolicy
 from lunamail.runtime.bootstrap import System, bootstrap_in
 from lunamail.services.accounts import api as accounts
+from lunamail.services.accounts.errors import TooManyRequests
 from lunamail.services.campaigns.errors import PreSendCheckFailed
 
 
@@ -69,6 +72,36 @@ def test_a_locked_account_sends_no_test_copies(system: System) -> None:
         app_campaigns.test(env, editor, draft.id, ["someone@example.net"])
     assert any("locked" in r for r in refused.value.reasons)
     assert not [m for m in published if isinstance(m, Message)]
+
+
+def test_test_copies_stop_at_the_hourly_cap_of_the_account(tmp_path: Path) -> None:
+    clock = FakeClock(1_900_000_000.0)
+    system = bootstrap_in(tmp_path / "data", clock=clock)
+    accounts.create_account(system.deps, "Victim", account_id="victim")
+    accounts.create_account(system.deps, "Evil", account_id="evil")
+    published: list[object] = []
+    env = _env(system, published)
+    cap = system.deps.settings.test_copies_per_hour
+
+    def draft(account: str) -> str:
+        return app_campaigns.create(env, Actor(account, "editor"), app_campaigns.NewCampaign(
+            name="t", subject="hi", from_email="news@example.com",
+            html='<p>hi <a href="{{ unsubscribe_url }}">unsubscribe</a></p>')).id
+
+    evil, victim = draft("evil"), draft("victim")
+    batch = [f"target{i}@example.net" for i in range(20)]  # the most one call takes
+    for _ in range(cap // len(batch)):
+        app_campaigns.test(env, Actor("evil", "editor"), evil, batch)
+    queued = len(published)
+    with pytest.raises(TooManyRequests, match="test_copies_per_hour"):
+        app_campaigns.test(env, Actor("evil", "editor"), evil, ["one.more@example.net"])
+    assert len(published) == queued  # the refused call queued nothing
+    app_campaigns.test(env, Actor("victim", "editor"), victim, batch)  # another account's hour is its own
+    assert len(published) == queued + 1
+    clock.advance(3600)
+    app_campaigns.test(env, Actor("evil", "editor"), evil, ["next.hour@example.net"])
+    assert len(published) == queued + 2
+    system.close()
 
 
 def test_a_tenant_sees_its_dead_letters_behind_older_ones_of_others(system: System, tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ from lunamail.domain.campaign_model import Campaign
 from lunamail.domain.messages import Later
 from lunamail.lib.dkim import signing_domain
 from lunamail.lib.templating import Rendered
+from lunamail.services.accounts import users as accounts_users
+from lunamail.services.accounts.errors import TooManyRequests
 from lunamail.services.audience import api as audience_api
 from lunamail.services.audience.errors import NotFound as ListNotFound
 from lunamail.services.campaigns import api as campaigns_api
@@ -187,8 +189,15 @@ def preview(env: Env, actor: Actor, campaign_id: str, subscriber: Mapping[str, A
 
 @command(Permission.CAMPAIGNS)
 def test(env: Env, actor: Actor, campaign_id: str, addresses: Sequence[str]) -> Emitted[TestQueued]:
-    """Queue a test copy to ``addresses`` (marked as a test, not counted in reports)."""
+    """Queue a test copy to ``addresses`` (marked as a test, not counted in reports).  An
+    account sends at most ``test_copies_per_hour`` of them: a test skips the suppression
+    list, so without a cap an editor could mail anyone, in bulk."""
     cmd = campaigns_api.test_send(env.deps, actor.account, campaign_id, addresses)
+    limit = env.deps.settings.test_copies_per_hour
+    if not accounts_users.throttle(env.deps, f"test-copies:{actor.account}", limit=limit, window=3600,
+                                   cost=len(cmd.addresses)):
+        raise TooManyRequests(f"this account has sent its {limit} test copies of the hour; try again later "
+                              "or raise the test_copies_per_hour setting")
     return Emitted(TestQueued(campaign_id, tuple(cmd.addresses)), [cmd])
 
 

@@ -390,12 +390,12 @@ def csrf_matches(session: Session, sent: str | None) -> bool:
 # ---------------------------------------------------------------- throttling
 
 
-def throttle(deps: Deps, key: str, *, limit: int, window: int) -> bool:
-    """Count one attempt under ``key`` in the current ``window`` seconds; False once more
-    than ``limit`` attempts were made in it (the caller answers 429)."""
+def throttle(deps: Deps, key: str, *, limit: int, window: int, cost: int = 1) -> bool:
+    """Count ``cost`` attempts under ``key`` in the current ``window`` seconds; False once
+    more than ``limit`` were made in it (the caller answers 429)."""
     now = deps.clock.now()
     slot = int(now // window)
     item = deps.store.update(
-        f"THROTTLE#{_digest(key)}", f"W#{slot}", add={"n": 1}, set={"ttl": (slot + 2) * window}
+        f"THROTTLE#{_digest(key)}", f"W#{slot}", add={"n": cost}, set={"ttl": (slot + 2) * window}
     )
     return int(item.get("n", 0)) <= limit
