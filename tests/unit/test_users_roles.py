@@ -238,3 +238,31 @@ def test_password_reset_mails_a_link_through_the_relay(deps: Deps) -> None:
     link = next(w for w in body.split() if w.startswith("https://mail.example.org/login/link/"))
     done = signin.set_password_with_link(deps, link.rsplit("/", 1)[1], PASSWORD, client="c")
     assert done.user.has_password
+
+
+@pytest.mark.parametrize("second", ["demote", "remove"])
+def test_two_owners_taken_away_at_once_leave_one(
+    deps: Deps, monkeypatch: pytest.MonkeyPatch, second: str
+) -> None:
+    """Each of two admins takes away one of the two owners; the second change runs after the
+    first one read the owners but before it wrote.  A read-then-write check lets both
+    through and leaves the account without an owner; the transaction refuses the first."""
+    _owner(deps, "a@example.com")
+    _owner(deps, "b@example.com")
+    real = deps.store.transact
+    interleaved: list[str] = []
+
+    def transact(ops: Any) -> None:
+        if not interleaved:  # the first change's write: the other change gets in first
+            interleaved.append("b")
+            if second == "demote":
+                users.set_role(deps, "alpha", "b@example.com", "admin")
+            else:
+                users.remove_user(deps, "alpha", "b@example.com")
+        real(ops)
+
+    monkeypatch.setattr(deps.store, "transact", transact)
+    with pytest.raises(Conflict, match="last owner"):
+        users.set_role(deps, "alpha", "a@example.com", "editor")
+    owners = [u.email for u in users.list_users(deps, "alpha") if u.role == "owner"]
+    assert owners == ["a@example.com"]

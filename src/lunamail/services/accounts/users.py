@@ -28,7 +28,8 @@ import contextlib
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import NoReturn
 
 from argon2 import PasswordHasher
@@ -47,11 +48,14 @@ from lunamail.ports.deps import Deps
 from lunamail.ports.itemstore import (
     IF_ABSENT,
     IF_EXISTS,
+    Check,
     ConditionFailed,
     Delete,
     Item,
     Put,
     TransactionCancelled,
+    Update,
+    WriteOp,
     attr_equals,
     query_all,
 )
@@ -168,30 +172,49 @@ def list_users(deps: Deps, account: str) -> list[User]:
     return [_user_from(i) for i in query_all(deps.store, _acct_pk(account), prefix="USER#")]
 
 
-def _owners(deps: Deps, account: str) -> int:
-    return sum(1 for u in list_users(deps, account) if u.role == "owner")
+def _change_user(deps: Deps, account: str, email: str, change: Delete | Update, refusal: str,
+                 also: Sequence[WriteOp] = ()) -> User:
+    """Apply ``change`` to a user; when it takes an owner away, in one transaction with a
+    check that another owner still is one.  Two admins demoting the last two owners at
+    once: the second transaction finds its other owner gone and is refused, so the
+    account always keeps one (a read-then-write check would let both through)."""
+    for _ in range(5):  # another owner changing meanwhile: read again
+        user = get_user(deps, account, email)
+        ops: list[WriteOp] = [change, *also]
+        if user.role == "owner" and (isinstance(change, Delete) or change.set.get("role") != "owner"):
+            others = [u for u in list_users(deps, account) if u.role == "owner" and u.email != user.email]
+            if not others:
+                raise Conflict(refusal)
+            ops = [
+                replace(change, condition=attr_equals(role="owner")),
+                Check(_acct_pk(account), f"USER#{others[0].email}", attr_equals(role="owner")),
+                *also,
+            ]
+        try:
+            deps.store.transact(ops)
+        except TransactionCancelled:
+            continue
+        return user
+    raise Conflict("the account's owners changed while this ran; try again")
 
 
 def remove_user(deps: Deps, account: str, email: str) -> None:
     """Remove a user; their sessions stop working at their next request.  The last owner
     cannot be removed (the account would have nobody to manage it)."""
     user = get_user(deps, account, email)
-    if user.role == "owner" and _owners(deps, account) <= 1:
-        raise Conflict("the last owner cannot be removed; make someone else owner first")
-    deps.store.transact([
-        Delete(_acct_pk(account), f"USER#{user.email}", IF_EXISTS),
-        Delete(f"USER#{user.email}", "LOGIN"),
-    ])
+    _change_user(deps, account, email, Delete(_acct_pk(account), f"USER#{user.email}", IF_EXISTS),
+                 "the last owner cannot be removed; make someone else owner first",
+                 also=[Delete(f"USER#{user.email}", "LOGIN")])
 
 
 def set_role(deps: Deps, account: str, email: str, role: str) -> User:
     """Change a user's role; takes effect at their next request."""
     role = _check_role(role)
     user = get_user(deps, account, email)
-    if user.role == "owner" and role != "owner" and _owners(deps, account) <= 1:
-        raise Conflict("the last owner cannot stop being owner; make someone else owner first")
-    item = deps.store.update(_acct_pk(account), f"USER#{user.email}", set={"role": role}, condition=IF_EXISTS)
-    return _user_from(item)
+    _change_user(deps, account, email,
+                 Update(_acct_pk(account), f"USER#{user.email}", set={"role": role}, condition=IF_EXISTS),
+                 "the last owner cannot stop being owner; make someone else owner first")
+    return get_user(deps, account, email)
 
 
 # ---------------------------------------------------------------- passwords
