@@ -29,7 +29,6 @@ ONE_DOOR: dict[str, str] = {
     "audience.import_error_report": "HTTP only: the CLI prints the report's path with the import summary",
     "audience.import_file": "CLI only: the caller holds the file and streams it in one call",
     "feedback.ingest": "CLI only: raw mail reaches the HTTP side through SES/SNS, not as uploads",
-    "feedback.take_ses_notification": "HTTP only: SNS posts notifications to the public feedback route",
     "reports.campaign_status": "HTTP only: the live stream's status read (a deleted campaign ends the "
                                "stream); the CLI's live report reads the campaign itself",
     "reports.live_report": "HTTP only: the live stream's report read, None once the campaign is deleted",
@@ -39,6 +38,9 @@ ONE_DOOR: dict[str, str] = {
 
 #: Use cases neither the CLI nor the HTTP API calls yet, with the reason.
 NO_DOOR: dict[str, str] = {
+    "feedback.take_ses_notification": "reached through feedback.take_sns_message, which the public SNS "
+                                      "route calls once the signature is checked (the signature, not a "
+                                      "key, is the authority there); raw mail has `feedback ingest`",
     "campaigns.checklist": "the console's pre-send checklist; the CLI and HTTP API give the same "
                            "reasons when they refuse a send",
     "campaigns.unschedule": "the console's unschedule button; the CLI and HTTP twins come with the "

@@ -140,3 +140,10 @@ def list_keys(env: Env, actor: Actor, *, include_revoked: bool = True) -> list[A
 def revoke_key(env: Env, actor: Actor, prefix: str) -> Emitted[ApiKey]:
     """Revoke the key whose display prefix starts with ``prefix``; idempotent."""
     return Emitted(accounts_api.revoke_api_key(env.deps, actor.account, prefix))
+
+
+def actor_for_key(deps: Deps, key: str | None) -> Actor | None:
+    """The actor an API key speaks for (its account and role), or None for a missing,
+    malformed, unknown or revoked key: the door answers 401 the same way for each."""
+    found = accounts_api.authenticate_key(deps, key)
+    return None if found is None else Actor(found[0], found[1])

@@ -21,7 +21,16 @@ from lunamail.domain.accounts import User
 from lunamail.ports.deps import Deps
 from lunamail.ports.mailer import OutgoingMail, SendResult
 from lunamail.services.accounts import users
-from lunamail.services.accounts.errors import TooManyRequests
+
+# What the console's doors need of a session and of a refused sign-in, re-exported so
+# that they reach the accounts service only through this layer.
+from lunamail.services.accounts.errors import InvalidInput as InvalidInput
+from lunamail.services.accounts.errors import LockedOut as LockedOut
+from lunamail.services.accounts.errors import SignInRefused as SignInRefused
+from lunamail.services.accounts.errors import TooManyRequests as TooManyRequests
+from lunamail.services.accounts.users import SESSION_SECONDS as SESSION_SECONDS
+from lunamail.services.accounts.users import Session as Session
+from lunamail.services.accounts.users import csrf_matches as csrf_matches
 
 PER_CLIENT_PER_MINUTE = 30
 PER_ADDRESS_PER_MINUTE = 10

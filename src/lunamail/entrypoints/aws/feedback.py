@@ -14,9 +14,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from lunamail.app import feedback
+from lunamail.app.base import Env
 from lunamail.entrypoints.aws.sqs import SqsApp
 from lunamail.runtime.bootstrap import System
-from lunamail.services.feedback import ingest
 
 log = logging.getLogger("lunamail.entrypoints.aws")
 
@@ -32,9 +33,7 @@ class SesFeedbackApp(SqsApp):
         message_id = str(record.get("messageId", ""))
         body = str(record.get("body") or "").encode("utf-8")
         try:
-            events = ingest.events_from_ses_queue(system.deps, body, message_id)
-            if events:
-                system.bus.publish(events)
+            feedback.take_ses_queue_record(Env(system.deps, system.bus.publish), body, message_id)
         except Exception:
             log.exception("SES notification %s failed; SQS retries it", message_id)
             raise

@@ -20,10 +20,9 @@ import orjson
 
 from lunamail.app import audience as app_audience
 from lunamail.app.base import Actor, Env
-from lunamail.app.errors import NotFound as AppNotFound
+from lunamail.app.errors import code_of
 from lunamail.entrypoints.aws.sqs import SqsApp
 from lunamail.runtime.bootstrap import System
-from lunamail.services.audience.errors import NotFound
 
 log = logging.getLogger("lunamail.entrypoints.aws")
 
@@ -54,7 +53,9 @@ class UploadApp(SqsApp):
         for account, upload_id in uploads_in(str(record.get("body") or "").encode("utf-8")):
             try:
                 app_audience.start_import(env, Actor(account), upload_id)
-            except (AppNotFound, NotFound):
+            except Exception as exc:
+                if code_of(exc) != "not_found":
+                    raise
                 log.warning("upload %s of %s was not declared as an import; left alone",
                             upload_id, account)
 

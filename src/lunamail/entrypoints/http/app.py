@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 
 import lunamail
+from lunamail.app.feedback import SnsVerifier
 from lunamail.domain.messages import Later, Message
 from lunamail.entrypoints.http import (
     routes_account,
@@ -42,7 +43,6 @@ from lunamail.entrypoints.http.errors import install_error_handlers
 from lunamail.entrypoints.http.schemas import Health, error_responses
 from lunamail.entrypoints.web.app import install_console
 from lunamail.ports.deps import Deps
-from lunamail.services.feedback.sns import SnsVerifier
 
 DESCRIPTION = """Audiences, campaigns and reports.
 

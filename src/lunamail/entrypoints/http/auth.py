@@ -13,10 +13,10 @@ from typing import Annotated
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from lunamail.app import accounts as account_cases
 from lunamail.app.base import Actor
 from lunamail.entrypoints.http.context import Ctx
 from lunamail.entrypoints.http.errors import ApiError
-from lunamail.services.accounts import api as accounts
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -32,11 +32,10 @@ def acting_actor(
     message for every failure: no oracle)."""
     if creds is None or not creds.credentials:
         raise ApiError(401, "unauthorized", "missing API key: send 'Authorization: Bearer <key>'")
-    found = accounts.authenticate_key(ctx.deps, creds.credentials.strip())
-    if found is None:
+    actor = account_cases.actor_for_key(ctx.deps, creds.credentials.strip())
+    if actor is None:
         raise ApiError(401, "unauthorized", "invalid or revoked API key")
-    account, role = found
-    return Actor(account, role)
+    return actor
 
 
 Acting = Annotated[Actor, Depends(acting_actor)]

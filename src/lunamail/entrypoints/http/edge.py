@@ -36,8 +36,8 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from lunamail.app import accounts as account_cases
 from lunamail.config import Settings
-from lunamail.services.accounts import api as accounts
 
 __all__ = ["BodyAfterAuth", "EdgeLimits", "edge_protocol", "limits_from"]
 
@@ -274,7 +274,7 @@ class BodyAfterAuth:
         if scheme.lower() != "bearer" or not key.strip():
             return False
         ctx = scope["app"].state.lunamail
-        found = await run_in_threadpool(accounts.authenticate, ctx.deps, key.strip())
+        found = await run_in_threadpool(account_cases.actor_for_key, ctx.deps, key.strip())
         return found is not None
 
 

@@ -33,13 +33,12 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from lunamail.app import tracking
 from lunamail.domain.messages import Later, Message
 from lunamail.domain.tracking import UnsubscribeScope
 from lunamail.entrypoints.http.context import ApiContext, Ctx, Publish
 from lunamail.entrypoints.http.errors import ErrorRoute, install_error_handlers
 from lunamail.ports.deps import Deps
-from lunamail.services.tracking import api as tracking
-from lunamail.services.tracking import pages
 
 log = logging.getLogger("lunamail.tracking")
 
@@ -182,12 +181,12 @@ _URL_SAFE = ":/%#?=@[]!$&'()*+,;"  # what Starlette's RedirectResponse leaves un
 
 
 def _confirm(target: tracking.UnsubscribeTarget) -> HTMLResponse:
-    html = pages.confirm_page(email=target.email, sender=target.sender, has_list=bool(target.list))
+    html = tracking.confirm_page(email=target.email, sender=target.sender, has_list=bool(target.list))
     return HTMLResponse(html, headers=_PAGE_HEADERS)
 
 
 def _not_found() -> HTMLResponse:
-    return HTMLResponse(pages.not_found_page(), status_code=404, headers=_PAGE_HEADERS)
+    return HTMLResponse(tracking.not_found_page(), status_code=404, headers=_PAGE_HEADERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +212,7 @@ def answer_click(ctx: ApiContext, token: str, hit: tracking.Hit) -> Answer:
     """302 to the signed URL; a bad token gets the 404 page, never a redirect."""
     clicked = tracking.record_click(ctx.deps, token, hit)
     if clicked is None:
-        body = pages.not_found_page().encode()
+        body = tracking.not_found_page().encode()
         return Answer(404, body, [(b"content-length", str(len(body)).encode()), *_NOT_FOUND_HEADERS],
                       None)
     location = quote(clicked.url, safe=_URL_SAFE).encode("latin-1")
@@ -328,7 +327,7 @@ def unsubscribe_post(
     chosen: UnsubscribeScope = "all" if scope == "all" else "list"
     done = tracking.unsubscribe(ctx.deps, target, scope=chosen, method="page")
     ctx.emit([done])
-    html = pages.done_page(email=done.email, sender=target.sender, scope=done.scope)
+    html = tracking.done_page(email=done.email, sender=target.sender, scope=done.scope)
     return HTMLResponse(html, headers=_PAGE_HEADERS)
 
 
@@ -337,7 +336,7 @@ def web_view(token: str, ctx: Ctx) -> Response:
     """The campaign as this recipient's online version."""
     html = tracking.web_view(ctx.deps, token)
     if html is None:
-        return HTMLResponse(pages.unavailable_page(), status_code=404, headers=_PAGE_HEADERS)
+        return HTMLResponse(tracking.unavailable_page(), status_code=404, headers=_PAGE_HEADERS)
     return HTMLResponse(html, headers=_VIEW_HEADERS)
 
 

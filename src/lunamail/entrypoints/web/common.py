@@ -25,9 +25,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from lunamail.app import signin
 from lunamail.app.base import Actor, Env
 from lunamail.app.errors import describe
+from lunamail.app.signin import Session, csrf_matches
 from lunamail.entrypoints.http.context import ApiContext
 from lunamail.entrypoints.http.errors import ApiError
-from lunamail.services.accounts.users import Session, csrf_matches
 
 log = logging.getLogger("lunamail.console")
 

@@ -16,6 +16,13 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response
 
 from lunamail.app import signin
+from lunamail.app.signin import (
+    SESSION_SECONDS,
+    InvalidInput,
+    LockedOut,
+    SignInRefused,
+    TooManyRequests,
+)
 from lunamail.domain.accounts import MIN_PASSWORD
 from lunamail.entrypoints.web.common import (
     COOKIE,
@@ -28,13 +35,6 @@ from lunamail.entrypoints.web.common import (
     render,
     secure_request,
     set_session_cookie,
-)
-from lunamail.services.accounts import users
-from lunamail.services.accounts.errors import (
-    InvalidInput,
-    LockedOut,
-    SignInRefused,
-    TooManyRequests,
 )
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
@@ -71,7 +71,7 @@ def _page(request: Request, name: str, status: int = 200, **values: object) -> R
 
 def _signed_in(request: Request, done: signin.SignedIn, target: str) -> Response:
     response = redirect(target)
-    set_session_cookie(response, request, done.cookie, users.SESSION_SECONDS)
+    set_session_cookie(response, request, done.cookie, SESSION_SECONDS)
     response.delete_cookie(PRE_COOKIE, path="/login")
     return response
 
