@@ -112,6 +112,17 @@ class Settings:
     edge_max_connections: int = _s(1000, "open connections at once; more are refused with 503")
     cors_origins: tuple[str, ...] = _s((), "origins browsers may call the API from (comma-separated, `*` = any); "
                                        "none: CORS off")
+    # console single sign-on (OpenID Connect)
+    oidc_issuer: str = _s("", "issuer URL of an OpenID Connect provider for console sign-in (its "
+                          "`/.well-known/openid-configuration` is read); unset: no single sign-on")
+    oidc_client_id: str = _s("", "this console's client id at the provider (redirect URI: `base_url` + "
+                             "`/login/sso/callback`)")
+    oidc_client_secret: str = _s("", "the client's secret (sent with HTTP Basic to the token endpoint)")
+    oidc_provision_role: str = _s("", "role given to a verified address that has no user yet, at its first "
+                                  "single sign-on; unset: such addresses are refused")
+    oidc_provision_domains: tuple[str, ...] = _s((), "the address domains `oidc_provision_role` applies to "
+                                                 "(comma-separated); none: any domain")
+    oidc_account: str = _s("default", "the account that users made by single sign-on belong to")
 
     @property
     def db_path(self) -> Path:

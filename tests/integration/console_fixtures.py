@@ -55,8 +55,8 @@ def signed_in(console: Console, role: str, account: str = "alpha") -> tuple[Test
     return client, csrf_of(client.get("/").text)
 
 
-def make_console(tmp_path: Path) -> Console:
-    system = bootstrap_in(tmp_path / "data")
+def make_console(tmp_path: Path, settings: dict[str, Any] | None = None) -> Console:
+    system = bootstrap_in(tmp_path / "data", settings_overrides=settings or {})
     for account in ("alpha", "beta"):
         accounts.create_account(system.deps, account.title(), account_id=account)
         for role in ROLES:

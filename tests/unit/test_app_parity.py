@@ -46,6 +46,16 @@ NO_DOOR: dict[str, str] = {
     "campaigns.unschedule": "the console's unschedule button; the CLI and HTTP twins come with the "
                             "API-contract work",
     "guard.recent_actions": "for the console's guard page (its own issue)",
+    "accounts.sending_defaults": "the console's settings screen; the CLI reads the settings file itself",
+    "users.two_factor_status": "a person's own second factor is set up in the console they sign in to",
+    "users.start_two_factor": "a person's own second factor is set up in the console they sign in to",
+    "users.confirm_two_factor": "a person's own second factor is set up in the console they sign in to",
+    "users.stop_two_factor": "a person's own second factor is set up in the console they sign in to",
+    "users.require_two_factor": "the console's settings screen (owners); it governs console sign-in only",
+    "onboarding.first_run": "the console dashboard's first-run checklist (a summary of what the CLI "
+                            "and API list one by one)",
+    "reports.summaries": "the console's campaign rows in one read; `campaigns ls` and GET /v1/campaigns "
+                         "list campaigns without counters (the report is per campaign there)",
 }
 
 

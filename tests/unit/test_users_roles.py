@@ -82,7 +82,7 @@ def test_add_user_gives_a_one_time_link_that_sets_the_password_and_signs_in(deps
     with pytest.raises(InvalidInput):  # too short: the link survives
         signin.set_password_with_link(deps, token, "short", client="c")
     done = signin.set_password_with_link(deps, token, PASSWORD, client="c")
-    assert done.actor == Actor("alpha", "owner")
+    assert done.actor == Actor("alpha", "owner", email=invited.user.email)
     with pytest.raises(SignInRefused):  # used once
         signin.set_password_with_link(deps, token, PASSWORD, client="c")
     again = signin.sign_in(deps, "OWN@example.com ", PASSWORD, client="c")

@@ -9,6 +9,7 @@ those use cases need the ``admin`` permission like keys do.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from lunamail.domain.accounts import DEFAULT_ACCOUNT, Account, ApiKey
 from lunamail.ports.deps import Deps
@@ -147,3 +148,27 @@ def actor_for_key(deps: Deps, key: str | None) -> Actor | None:
     malformed, unknown or revoked key: the door answers 401 the same way for each."""
     found = accounts_api.authenticate_key(deps, key)
     return None if found is None else Actor(found[0], found[1])
+
+
+@dataclass(frozen=True)
+class SendingDefaults:
+    """The installation's sending settings as they apply to the account (read-only here:
+    they are settings of ``lunamail serve``, changed in its environment or TOML file)."""
+
+    base_url: str
+    relay: str  # scheme and host of the relay, never its credentials
+    send_rate: float  # messages per second, 0 = unlimited
+    send_window: str
+    track_opens: bool
+    track_clicks: bool
+    dkim_domains: tuple[str, ...]
+    single_sign_on: bool
+
+
+@query()
+def sending_defaults(env: Env, actor: Actor) -> SendingDefaults:
+    s = env.deps.settings
+    parts = urlsplit(s.smtp_url)
+    relay = f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+    return SendingDefaults(s.base_url, relay, s.send_rate, s.send_window, s.track_opens, s.track_clicks,
+                           tuple(k.domain for k in s.dkim), bool(s.oidc_issuer))

@@ -75,6 +75,9 @@ class Actor:
     #: True for whoever holds the whole installation (the CLI on the data folder): sees
     #: installation-wide things (every account's dead letters) on top of its role.
     installation: bool = False
+    #: The signed-in console user's address ("" for API keys and the CLI): whose own
+    #: settings (the second factor) a use case changes.
+    email: str = ""
 
     def can(self, permission: Permission | str) -> bool:
         return Permission(permission) in ROLES.get(self.role, frozenset())

@@ -37,6 +37,8 @@ Report = dict[str, Any]
 #: Who can be exported: each outcome's recipients, in address order.
 EXPORTS: tuple[str, ...] = reports_api.EXPORTS
 RESEND_TARGETS: tuple[str, ...] = ("non-openers",)
+#: The outcomes the per-recipient ledger filters by.
+LEDGER_STATUSES: tuple[str, ...] = ledger.STATUSES
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,20 @@ def campaign_report(env: Env, actor: Actor, campaign: str) -> Report:
     reasons = ledger.failure_reasons(env.deps, actor.account, campaign) if campaign != UNMAPPED else []
     report["failures"] = {"total": report.get("failed", 0), "top": reasons[:10]}
     return report
+
+
+#: How many campaigns one :func:`summaries` call reads (a listing's page).
+MAX_SUMMARIES = 200
+
+
+@query()
+def summaries(env: Env, actor: Actor, campaigns: Sequence[str]) -> dict[str, Report]:
+    """Counters, rates, status and progress of many campaigns of the actor's account (a
+    listing's rows: no links, no failure reasons), in one batched read whatever their
+    number.  An id with no report yet gets zero counters."""
+    if len(campaigns) > MAX_SUMMARIES:
+        raise InvalidInput(f"at most {MAX_SUMMARIES} campaigns at once", {"campaigns": f"{len(campaigns)} given"})
+    return reports_api.campaign_summaries(env.deps, actor.account, campaigns)
 
 
 @query()

@@ -1,5 +1,7 @@
 """Use cases: the users of an account and their roles (``lunamail users``, ``/v1/users``,
-the console's users screen).  Only owners make, change or remove owners."""
+the console's users screen), and a signed-in user's own second factor (the console's
+settings screen).  Only owners make, change or remove owners, and only owners require a
+second factor of everyone."""
 
 from __future__ import annotations
 
@@ -7,9 +9,10 @@ from dataclasses import dataclass
 
 from lunamail.domain.accounts import User
 from lunamail.ports.deps import Deps
-from lunamail.services.accounts import users
+from lunamail.services.accounts import two_factor, users
 
 from .base import Actor, Emitted, Env, Permission, command, query
+from .errors import Conflict, Forbidden, InvalidInput
 
 SET_PASSWORD_PATH = "/login/link/"
 
@@ -67,3 +70,65 @@ def new_link(env: Env, actor: Actor, email: str) -> Emitted[str]:
     """A fresh one-time set-password link for a user (e.g. the first one expired)."""
     _owner_rights(actor, users.get_user(env.deps, actor.account, email).role)
     return Emitted(set_password_url(env.deps, users.issue_link(env.deps, actor.account, email)))
+
+
+# ---------------------------------------------------------------- two-factor sign-in (TOTP)
+
+
+@dataclass(frozen=True)
+class TwoFactorStatus:
+    enabled: bool  # the signed-in user signs in with a code from an app
+    required: bool  # the account requires it of every user
+    recovery_left: int  # unused recovery codes
+    pending: two_factor.Enrolment | None  # a set-up waiting for its first code
+
+
+def _own(actor: Actor) -> str:
+    """The signed-in person's address: a second factor is a person's, not a key's."""
+    if not actor.email:
+        raise Forbidden("only a signed-in console user has a second factor", {"permission": "user"})
+    return actor.email
+
+
+@query(Permission.READ)
+def two_factor_status(env: Env, actor: Actor) -> TwoFactorStatus:
+    email = _own(actor)
+    deps = env.deps
+    return TwoFactorStatus(two_factor.is_enabled(deps, actor.account, email),
+                           two_factor.required(deps, actor.account),
+                           two_factor.recovery_left(deps, actor.account, email),
+                           two_factor.pending_enrolment(deps, actor.account, email))
+
+
+@command(Permission.READ)
+def start_two_factor(env: Env, actor: Actor) -> Emitted[two_factor.Enrolment]:
+    """A new key for the signed-in user's app (its otpauth URI and base32 text); it
+    replaces the current one only once a code from it is confirmed."""
+    return Emitted(two_factor.begin_enrolment(env.deps, actor.account, _own(actor)))
+
+
+@command(Permission.READ)
+def confirm_two_factor(env: Env, actor: Actor, code: str) -> Emitted[list[str]]:
+    """Turn the waiting key on with a code from it; the new recovery codes (shown once)."""
+    return Emitted(two_factor.confirm_enrolment(env.deps, actor.account, _own(actor), code))
+
+
+@command(Permission.READ)
+def stop_two_factor(env: Env, actor: Actor, code: str) -> Emitted[None]:
+    """Turn the signed-in user's second factor off (a current code or a recovery code
+    proves it is them); refused while the account requires it."""
+    email = _own(actor)
+    if two_factor.required(env.deps, actor.account):
+        raise Conflict("this account requires two-factor sign-in of every user")
+    if not two_factor.verify(env.deps, actor.account, email, code):
+        raise InvalidInput("that code is not right", {"field": "code"})
+    two_factor.disable(env.deps, actor.account, email)
+    return Emitted(None)
+
+
+@command(Permission.OWN)
+def require_two_factor(env: Env, actor: Actor, on: bool) -> Emitted[bool]:
+    """Owners: every user of the account must sign in with a second factor (those without
+    one set it up at their next sign-in)."""
+    two_factor.set_required(env.deps, actor.account, on)
+    return Emitted(bool(on))

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from lunamail.config import ConfigError, Settings
+from lunamail.domain.accounts import valid_role
 from lunamail.ports.blobs import Blobs
 from lunamail.ports.clock import Clock, SystemClock
 from lunamail.ports.deps import Deps
 from lunamail.ports.events import EventPublisher
+from lunamail.ports.identity import IdentityProvider
 from lunamail.ports.itemstore import ItemStore
 from lunamail.ports.mailer import Mailer, OutgoingMail, SendResult, StopCheck
 from lunamail.ports.pacer import Pacer
@@ -167,8 +169,12 @@ def bootstrap(
         if events is not None:
             closers.append(events.close)
         bus = Bus(queue, router, events)
+        identity = _build_identity(settings)
+        if identity is not None:
+            closers.append(getattr(identity, "close", lambda: None))
         deps = Deps(
-            settings=settings, store=store, blobs=blobs, clock=clock, secrets=secrets, mailer=mailer
+            settings=settings, store=store, blobs=blobs, clock=clock, secrets=secrets, mailer=mailer,
+            identity=identity,
         )
     except BaseException:
         for close in reversed(closers):
@@ -368,6 +374,23 @@ def _build_events(settings: Settings) -> EventPublisher | None:
         settings.event_bus, endpoint_url=settings.aws_endpoint_url, region=settings.aws_region
     )
     return publisher
+
+
+def _build_identity(settings: Settings) -> IdentityProvider | None:
+    """The OpenID Connect client of console single sign-on, when an issuer is set (its
+    metadata is read at the first sign-in, so a provider that is down stops no start)."""
+    if not settings.oidc_issuer:
+        return None
+    if not settings.oidc_client_id:
+        raise ConfigError("setting oidc_client_id: needed with oidc_issuer (LUNAMAIL_OIDC_CLIENT_ID)")
+    role = settings.oidc_provision_role
+    if role and (role == "owner" or not valid_role(role)):
+        raise ConfigError(f"setting oidc_provision_role: {role!r} is not admin, sender, editor or viewer")
+    from lunamail.adapters.identity.oidc import OidcClient
+
+    client: IdentityProvider = OidcClient(settings.oidc_issuer, settings.oidc_client_id,
+                                          settings.oidc_client_secret)
+    return client
 
 
 def _build_mailer(settings: Settings) -> Mailer:

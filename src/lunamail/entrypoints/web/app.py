@@ -5,10 +5,17 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from lunamail.entrypoints.web import pages_admin, pages_audience, pages_auth, pages_campaigns
+from lunamail.entrypoints.web import (
+    pages_admin,
+    pages_audience,
+    pages_auth,
+    pages_campaigns,
+    pages_settings,
+)
 from lunamail.entrypoints.web.common import STATIC
 
-ROUTERS = (pages_auth.router, pages_audience.router, pages_campaigns.router, pages_admin.router)
+ROUTERS = (pages_auth.router, pages_audience.router, pages_campaigns.router, pages_admin.router,
+           pages_settings.router)
 
 
 def install_console(app: FastAPI) -> None:

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -190,6 +191,9 @@ class ConsoleRoute(APIRoute):
                                 "reload the page and try again.")
             except ApiError as exc:
                 return _problem(request, exc.status, exc.message)
+            except RequestValidationError as exc:  # a form field out of its bounds
+                names = sorted({str(e.get("loc", ("", "?"))[-1]) for e in exc.errors()})
+                return _problem(request, 422, "These fields are wrong: " + ", ".join(names))
             except Exception as exc:
                 problem = describe(exc)
                 if problem is None:
@@ -215,3 +219,11 @@ def _problem(request: Request, status: int, message: str) -> HTMLResponse:
     except NeedsSignIn:
         viewer = None
     return render(request, "error.html", viewer, status=status, message=message, code=status)
+
+
+def qr_svg(text: str) -> str:
+    """``text`` as a QR code, inline SVG (no image request, no script)."""
+    import segno
+
+    svg: str = segno.make(text, error="m").svg_inline(scale=4)
+    return svg

@@ -1,5 +1,5 @@
-"""Console pages for admins: users and roles, API keys (use cases of the application
-layer, so only admins and owners get past them)."""
+"""Console pages for admins: users and roles, API keys, dead letters (use cases of the
+application layer, so only admins and owners get past them)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response
 
-from lunamail.app import accounts
+from lunamail.app import accounts, runtime_ops
 from lunamail.app import users as users_app
 from lunamail.app.base import Permission
 from lunamail.domain.accounts import ROLES
@@ -78,3 +78,27 @@ def create_key(request: Request, viewer: WriterDep, label: Annotated[str, Form(m
 def revoke_key(request: Request, viewer: WriterDep, prefix: str) -> Response:
     accounts.revoke_key(env_of(request), viewer.actor, prefix)
     return redirect("/keys", request)
+
+
+def _dead_letters(request: Request, viewer: Viewer, replayed: runtime_ops.Replayed | None = None) -> Response:
+    found = runtime_ops.dead_letters(env_of(request), viewer.actor, limit=DEAD_LETTERS_SHOWN)
+    return render(request, "dead_letters.html", viewer, nav="dead-letters", letters=found.items, replayed=replayed,
+                  shown=DEAD_LETTERS_SHOWN)
+
+
+DEAD_LETTERS_SHOWN = 200
+
+
+@router.get("/dead-letters")
+def dead_letters_page(request: Request, viewer: ViewerDep) -> Response:
+    return _dead_letters(request, viewer)
+
+
+@router.post("/dead-letters/replay")
+def replay_dead_letters(request: Request, viewer: WriterDep,
+                        ids: Annotated[list[str] | None, Form(max_length=DEAD_LETTERS_SHOWN)] = None,
+                        every: Annotated[str, Form(max_length=10)] = "") -> Response:
+    """Put the chosen dead letters (or all of this account's) back on their queues."""
+    done = runtime_ops.replay(env_of(request), viewer.actor, [i[:200] for i in ids or []] or None,
+                              replay_all=every == "all")
+    return _dead_letters(request, viewer, done)

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from lunamail.app import accounts, audience, campaigns, guard, reports
+from lunamail.app import accounts, audience, campaigns, guard, onboarding, reports
 from lunamail.entrypoints.http.pagination import decode_cursor, encode_cursor
 from lunamail.entrypoints.web.common import (
     ConsoleRoute,
@@ -31,9 +31,11 @@ PAGE = 50
 def dashboard(request: Request, viewer: ViewerDep) -> Response:
     env, actor = env_of(request), viewer.actor
     recent = campaigns.list_campaigns(env, actor, limit=RECENT).items
-    rows = [(c, reports.campaign_report(env, actor, c.id)) for c in recent]
+    numbers = reports.summaries(env, actor, [c.id for c in recent])
+    rows = [(c, numbers[c.id]) for c in recent]
     return render(request, "dashboard.html", viewer, nav="dashboard", rows=rows, account=accounts.me(env, actor),
-                  reputation=guard.status(env, actor), lists=len(audience.list_lists(env, actor)))
+                  reputation=guard.status(env, actor), lists=len(audience.list_lists(env, actor)),
+                  first_run=onboarding.first_run(env, actor))
 
 
 @router.get("/lists")

@@ -14,6 +14,7 @@ from lunamail.app import audience, campaigns, reports
 from lunamail.app.base import Actor, Env, Permission
 from lunamail.domain.campaign_model import allowed_actions
 from lunamail.entrypoints.http import routes_reports
+from lunamail.entrypoints.http.pagination import decode_cursor, encode_cursor
 from lunamail.entrypoints.web.common import (
     ConsoleRoute,
     ViewerDep,
@@ -43,7 +44,8 @@ CONTROLS = {"pause": campaigns.pause, "resume": campaigns.resume, "cancel": camp
 def campaign_list(request: Request, viewer: ViewerDep) -> Response:
     env, actor = env_of(request), viewer.actor
     found = campaigns.list_campaigns(env, actor, limit=50).items
-    rows = [(c, reports.campaign_report(env, actor, c.id)) for c in found]
+    numbers = reports.summaries(env, actor, [c.id for c in found])
+    rows = [(c, numbers[c.id]) for c in found]
     return render(request, "campaigns.html", viewer, nav="campaigns", rows=rows, lists=audience.list_lists(env, actor))
 
 
@@ -146,6 +148,13 @@ def send(request: Request, viewer: WriterDep, campaign_id: str) -> Response:
     return redirect(f"/campaigns/{campaign_id}/report", request)
 
 
+@router.post("/campaigns/{campaign_id}/resend")
+def resend(request: Request, viewer: WriterDep, campaign_id: str) -> Response:
+    """A list of the non-openers and a follow-up draft to it: open the draft to review it."""
+    done = reports.resend(env_of(request), viewer.actor, campaign_id, to="non-openers")
+    return redirect(f"/campaigns/{done.campaign}", request)
+
+
 @router.post("/campaigns/{campaign_id}/{action}")
 def control(request: Request, viewer: WriterDep, campaign_id: str, action: str) -> Response:
     """Pause, resume, cancel or unschedule (each asks for confirmation in the page)."""
@@ -165,7 +174,7 @@ def report(request: Request, viewer: ViewerDep, campaign_id: str) -> Response:
     env, actor = env_of(request), viewer.actor
     c = campaigns.get(env, actor, campaign_id)
     return render(request, "report.html", viewer, nav="campaigns", c=c, r=reports.campaign_report(env, actor, c.id),
-                  actions=[str(a) for a in allowed_actions(c.status)])
+                  actions=[str(a) for a in allowed_actions(c.status)], exports=reports.EXPORTS)
 
 
 @router.get("/campaigns/{campaign_id}/live")
@@ -182,3 +191,39 @@ async def live(request: Request, viewer: ViewerDep, campaign_id: str) -> Respons
 def timeseries(request: Request, viewer: ViewerDep, campaign_id: str) -> Response:
     rows = reports.timeseries(env_of(request), viewer.actor, campaign_id, limit=1440)
     return JSONResponse({"items": rows})
+
+
+# ---------------------------------------------------------------- the per-recipient ledger
+
+LEDGER_PAGE = 50
+LEDGER_STATUSES = reports.LEDGER_STATUSES
+
+
+@router.get("/campaigns/{campaign_id}/recipients")
+def ledger(request: Request, viewer: ViewerDep, campaign_id: str, status: str = "",
+           cursor: str | None = None) -> Response:
+    """Each planned recipient's outcome, filtered by outcome, a page at a time."""
+    env, actor = env_of(request), viewer.actor
+    c = campaigns.get(env, actor, campaign_id)
+    scope = f"console:ledger:{c.id}:{status}"
+    inner = decode_cursor(env.deps, actor.account, scope, cursor)
+    found = reports.recipients(env, actor, c.id, status=status or None, limit=LEDGER_PAGE, cursor=inner)
+    return render(request, "recipients.html", viewer, nav="campaigns", c=c, rows=found.items, outcome=status,
+                  statuses=LEDGER_STATUSES, next_cursor=encode_cursor(env.deps, actor.account, scope,
+                                                                      found.next_cursor))
+
+
+@router.get("/campaigns/{campaign_id}/recipients.csv")
+def ledger_csv(request: Request, viewer: ViewerDep, campaign_id: str, status: str = "") -> Response:
+    lines = reports.recipients_csv(env_of(request), viewer.actor, campaign_id, status=status or None)
+    name = f"{campaign_id}-{status or 'all'}-recipients.csv"
+    return StreamingResponse(lines, media_type="text/csv",
+                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.get("/campaigns/{campaign_id}/export.csv")
+def export_csv(request: Request, viewer: ViewerDep, campaign_id: str, which: str) -> Response:
+    """The recipients of one outcome (opened, clicked, bounced, ...), as CSV."""
+    rows = reports.export(env_of(request), viewer.actor, campaign_id, which)
+    return StreamingResponse(reports.csv_chunks(rows), media_type="text/csv",
+                             headers={"Content-Disposition": f'attachment; filename="{campaign_id}-{which}.csv"'})

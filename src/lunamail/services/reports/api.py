@@ -115,8 +115,29 @@ def campaign_report(deps: Deps, account: str, campaign: str) -> dict[str, Any]:
     receiving domain, ``rejected``.  ``complaint_sources`` says where complaints came from
     (``fbl`` feedback-loop reports, ``ses``, ``manual``)."""
     items = _stats_items(deps, account, campaign)
-    s = next((i for i in items if i["sk"] == k.STATS), {})
     c = _sum_shards(items)
+    report = _report_from(campaign, items, c)
+    report["links"] = _links(deps, account, campaign, c)
+    return report
+
+
+def campaign_summaries(deps: Deps, account: str, campaigns: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The reports of many campaigns without their links (a listing's rows): one batched
+    read of every campaign's ``STATS`` items, however many campaigns."""
+    wanted = list(dict.fromkeys(campaigns))
+    sks = [k.STATS, *(k.shard_sk(n) for n in range(k.SHARDS))]
+    keys = [(report_pk(account, c), sk) for c in wanted for sk in sks]
+    found = deps.store.get_many(keys) if keys else []
+    by_campaign: dict[str, list[Item]] = {c: [] for c in wanted}
+    for n, item in enumerate(found):
+        if item is not None:
+            by_campaign[wanted[n // len(sks)]].append(item)
+    return {c: _report_from(c, items, _sum_shards(items)) for c, items in by_campaign.items()}
+
+
+def _report_from(campaign: str, items: list[Item], c: dict[str, int]) -> dict[str, Any]:
+    """A report (without links) from the campaign's ``STATS`` items and their summed shards."""
+    s = next((i for i in items if i["sk"] == k.STATS), {})
     planned = int(s.get("planned", 0))
     sent, failed = int(s.get("sent", 0)), int(s.get("failed", 0))
     planning_done = bool(s.get("planning_done", False))
@@ -168,7 +189,6 @@ def campaign_report(deps: Deps, account: str, campaign: str) -> dict[str, Any]:
             "click_to_open_rate": _rate(clicked_unique, opened_unique),
             "unsubscribe_rate": _rate(unsubscribed, base),
         },
-        "links": _links(deps, account, campaign, c),
     }
 
 

@@ -1,0 +1,1 @@
+"""Adapters of the IdentityProvider port (OpenID Connect)."""
