@@ -13,6 +13,7 @@ import pyotp
 import pytest
 from fastapi.testclient import TestClient
 
+from lunamail.ports.clock import FakeClock
 from lunamail.services.accounts import two_factor
 from tests.integration.console_fixtures import (
     PASSWORD,
@@ -28,26 +29,11 @@ __all__ = ["console"]
 SESSION = "lunamail_session"
 
 
-class Frozen:
-    """A clock that stands still (the time steps and the per-minute throttle windows are
-    then the test's, not the machine's)."""
-
-    def __init__(self, at: float) -> None:
-        self.at = at
-
-    def now(self) -> float:
-        return self.at
-
-    def monotonic(self) -> float:
-        return self.at
-
-    def sleep(self, seconds: float) -> None:
-        self.at += max(seconds, 0.0)
-
-
 @pytest.fixture(autouse=True)
 def _frozen_clock(console: Console) -> None:
-    console.system.deps.clock = Frozen(time.time() + 1.0)  # after the fixture set the passwords
+    """Time stands still (the time steps and the per-minute throttle windows are then the
+    test's, not the machine's), just after the fixture set the passwords."""
+    console.system.deps.clock = FakeClock(time.time() + 1.0)
 
 
 def _key_of(html: str) -> str:
