@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +17,6 @@ import httpx
 import pytest
 
 from tests.support.motoserver import free_port
-from tests.support.serving import wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("oidc_provider.mjs")
@@ -35,6 +35,21 @@ class Provider:
         httpx.post(self.issuer + "/test/tamper", content=what, timeout=10.0).raise_for_status()
 
 
+def _wait(provider: Provider, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Until the provider answers its discovery document (bounded by attempts, not timed);
+    a provider that exits or never answers fails the test with its output."""
+    with httpx.Client(timeout=5.0) as probe:
+        for _ in range(3000):
+            if proc.poll() is not None:
+                pytest.fail(f"the OpenID provider exited ({proc.returncode}): {log.read_text(errors='replace')}")
+            try:
+                if probe.get(provider.issuer + "/.well-known/openid-configuration").status_code == 200:
+                    return
+            except httpx.TransportError:
+                threading.Event().wait(0.02)
+    pytest.fail(f"the OpenID provider did not come up: {log.read_text(errors='replace')}")
+
+
 @contextmanager
 def oidc_provider(redirect_uri: str, tmp: Path) -> Iterator[Provider]:
     node = shutil.which("node")
@@ -51,9 +66,7 @@ def oidc_provider(redirect_uri: str, tmp: Path) -> Iterator[Provider]:
         proc = subprocess.Popen([node, str(SCRIPT)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
     try:
-        if proc.poll() is not None:
-            pytest.fail(f"the OpenID provider exited: {log.read_text(errors='replace')}")
-        wait_until_serving(provider.issuer, "/.well-known/openid-configuration", attempts=3000)
+        _wait(provider, proc, log)
         yield provider
     finally:
         proc.terminate()
