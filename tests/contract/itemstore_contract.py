@@ -196,6 +196,25 @@ class ItemStoreContract:
         with pytest.raises(LimitExceeded):
             store.put({"pk": "p" * 2049, "sk": "A"})
 
+    def test_keys_that_differ_only_in_letter_case_are_different_items(self, store: ItemStore, pk: str) -> None:
+        """Keys compare byte for byte in every adapter (DynamoDB does; SQLite's default
+        collation does; a case-insensitive one would not).  The audience folds the case of
+        addresses into its keys itself (``domain.addresses``) and relies on exactly this:
+        a prefix query or a get in one case must never find an item of another."""
+        store.put({"pk": pk, "sk": "S#Eve@example.com", "n": 1})
+        store.put({"pk": pk, "sk": "S#eve@example.com", "n": 2})
+        store.put({"pk": pk.swapcase(), "sk": "S#eve@example.com", "n": 3})  # another partition
+        assert store.get(pk, "S#Eve@example.com") == {"pk": pk, "sk": "S#Eve@example.com", "n": 1}
+        assert store.get(pk, "S#eve@example.com") == {"pk": pk, "sk": "S#eve@example.com", "n": 2}
+        assert store.get(pk, "S#EVE@example.com") is None
+        assert store.get(pk.swapcase(), "S#eve@example.com") == {"pk": pk.swapcase(), "sk": "S#eve@example.com", "n": 3}
+        assert [i["n"] for i in store.query(pk, prefix="S#e").items] == [2]
+        assert [i["n"] for i in store.query(pk, prefix="S#E").items] == [1]
+        assert [i["sk"] for i in store.query(pk, prefix="S#").items] == ["S#Eve@example.com", "S#eve@example.com"]
+        got = store.get_many([(pk, "S#eve@example.com"), (pk, "S#EVE@EXAMPLE.COM")])
+        assert [None if g is None else g["n"] for g in got] == [2, None]
+        assert store.put_many([{"pk": pk, "sk": "S#EVE@example.com"}], condition=IF_ABSENT) == [True]
+
     # ------------------------------------------------------------ update
 
     def test_update_creates_and_adds(self, store: ItemStore, pk: str) -> None:

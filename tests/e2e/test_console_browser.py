@@ -186,6 +186,8 @@ def test_a_new_owner_runs_the_whole_job_in_the_console(running: Running, tmp_pat
             page.get_by_role("link", name="reader010@example.com").click()
             facts = page.inner_text(".facts")
             assert "Reader 10" in facts and "Oslo" in facts  # the remapped column landed in city
+            history = page.inner_text("#history")  # the consent history: added by the import
+            assert "imported" in history and "import" in history
             shot("subscriber")
 
             # 4. a campaign written while the preview follows

@@ -28,6 +28,8 @@ ONE_DOOR: dict[str, str] = {
     "audience.start_import": "HTTP only: the second step of the upload protocol",
     "audience.import_error_report": "HTTP only: the CLI prints the report's path with the import summary",
     "audience.import_file": "CLI only: the caller holds the file and streams it in one call",
+    "audience.merge_case_duplicates": "CLI only: an upgrade step the operator runs on the data folder "
+                                      "(lunamail migrate), once per installation",
     "feedback.ingest": "CLI only: raw mail reaches the HTTP side through SES/SNS, not as uploads",
     "reports.campaign_status": "HTTP only: the live stream's status read (a deleted campaign ends the "
                                "stream); the CLI's live report reads the campaign itself",

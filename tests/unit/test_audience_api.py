@@ -126,8 +126,9 @@ def test_suppression_listing(deps: Deps) -> None:
         api.suppress(deps, A, e, reason="manual")
     rows, cursor = api.list_suppressions(deps, A)
     assert [r["email"] for r in rows] == ["a@x.com", "b@x.com"] and cursor is None
-    assert api.is_suppressed(deps, A, "A@X.COM") is False  # the local part is kept as typed
+    assert api.is_suppressed(deps, A, "A@X.COM") is True  # one mailbox, whatever the case
     assert api.is_suppressed(deps, A, "a@X.COM") is True
+    assert api.is_suppressed(deps, A, "c@x.com") is False
 
 
 def test_delete_list_purges_subscribers_page_by_page(deps: Deps) -> None:

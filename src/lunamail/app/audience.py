@@ -18,9 +18,10 @@ from lunamail.domain.audience import ImportMode
 from lunamail.domain.messages import Message
 from lunamail.ports.blobs import BlobNotFound
 from lunamail.services.audience import api as audience_api
+from lunamail.services.audience import consent, migrate
 
 from .base import Actor, Emitted, Env, Page, Permission, command, query
-from .errors import Conflict
+from .errors import Conflict, NotFound
 
 View = dict[str, Any]  # the audience service's JSON-ready view of a list, subscriber, ...
 
@@ -48,7 +49,10 @@ class NewSubscriber:
     email: str
     name: str | None = None
     fields: Mapping[str, Any] = field(default_factory=dict)
-    source: str = "api"
+    source: str = "api"  # the door: api, cli, console (kept in the history)
+    #: add someone who unsubscribed (from this list or all lists) again; needs ``reason``
+    resubscribe: bool = False
+    reason: str = ""
 
 
 # ---------------------------------------------------------------- lists
@@ -122,11 +126,13 @@ def list_subscribers(
 
 @command(Permission.AUDIENCE)
 def subscribe(env: Env, actor: Actor, list_ref: str, new: NewSubscriber) -> Emitted[View]:
-    """Add (or re-add) someone: subscribed, or unconfirmed on a double opt-in list."""
+    """Add someone: subscribed, or unconfirmed on a double opt-in list.  Someone who
+    unsubscribed is refused (``opted_out``) unless ``resubscribe`` with a reason."""
     events: list[Message] = []
     out = audience_api.subscribe(
         env.deps, actor.account, list_ref, new.email, name=new.name,
-        fields=dict(new.fields) or None, source=new.source, events=events,
+        fields=dict(new.fields) or None, source=new.source, resubscribe=new.resubscribe,
+        reason=new.reason, events=events,
     )  # fmt: skip
     return Emitted(out, events)
 
@@ -181,18 +187,42 @@ def list_suppressions(
 
 
 @command(Permission.AUDIENCE)
-def suppress(env: Env, actor: Actor, email: str, *, reason: str = "manual") -> Emitted[View]:
-    """Never mail this address again from this account (idempotent)."""
+def suppress(env: Env, actor: Actor, email: str, *, reason: str = "manual", door: str = "api") -> Emitted[View]:
+    """Never mail this address again from this account (idempotent; any letter case)."""
     events: list[Message] = []
-    out = audience_api.suppress(env.deps, actor.account, email, reason=reason, events=events)
+    out = audience_api.suppress(env.deps, actor.account, email, reason=reason, door=door, events=events)
     return Emitted(out, events)
 
 
 @command(Permission.AUDIENCE)
-def unsuppress(env: Env, actor: Actor, email: str) -> Emitted[None]:
+def unsuppress(env: Env, actor: Actor, email: str, *, door: str = "api") -> Emitted[None]:
     events: list[Message] = []
-    audience_api.unsuppress(env.deps, actor.account, email, events=events)
+    audience_api.unsuppress(env.deps, actor.account, email, door=door, events=events)
     return Emitted(None, events)
+
+
+# ---------------------------------------------------------------- consent and identity
+
+
+@query()
+def subscriber_history(env: Env, actor: Actor, email: str) -> View:
+    """One mailbox's consent across the account (any letter case): its status on each list,
+    suppression, opt-out, and every recorded change -- added where and how, imported by
+    which import, unsubscribed through which campaign's link, suppressed, resubscribed
+    (with the reason), bounced, complained, merged.  NotFound when the account has never
+    seen the address."""
+    found = consent.history(env.deps, actor.account, audience_api.valid_email(email))
+    if not (found["lists"] or found["events"] or found["suppressed"] or found["opted_out"]):
+        raise NotFound(f"this account knows nothing of {found['email']}", {"email": found["email"]})
+    return found
+
+
+@command(Permission.ADMIN)
+def merge_case_duplicates(env: Env, actor: Actor) -> Emitted[View]:
+    """The upgrade to one identity per mailbox: re-key the account's subscribers and
+    suppressions by mailbox and merge case duplicates (the strictest status wins).
+    Idempotent; run it while no campaign is sending."""
+    return Emitted(migrate.merge_case_duplicates(env.deps, actor.account).view())
 
 
 # ---------------------------------------------------------------- imports

@@ -28,6 +28,7 @@ CODES: dict[str, Code] = {
     "method_not_allowed": Code(405, "the route does not take this method"),
     "conflict": Code(409, "the resource exists or is in the way"),
     "illegal_transition": Code(409, "the campaign's state does not allow this action"),
+    "opted_out": Code(409, "the address unsubscribed; only resubscribe with a reason adds it again"),
     "payload_too_large": Code(413, "the body is too large"),
     "unsupported_media_type": Code(415, "the body's content type is not accepted"),
     "invalid_input": Code(422, "a field is wrong; details.fields names it"),
@@ -44,6 +45,7 @@ CODES: dict[str, Code] = {
 ERROR_CLASSES: dict[str, str] = {
     "NotFound": "not_found",
     "Conflict": "conflict",
+    "OptedOut": "opted_out",
     "InvalidInput": "invalid_input",
     "IllegalTransition": "illegal_transition",
     "PreSendCheckFailed": "pre_send_check_failed",

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from lunamail.domain.addresses import mailbox_key
 from lunamail.domain.messages import Command, Event, message
 
 
@@ -23,6 +24,11 @@ class Status(StrEnum):
 
 
 STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
+#: How strict each status is about mailing someone; where two records of one mailbox
+#: disagree (case duplicates being merged), the stricter one wins.
+STRICTNESS: dict[str, int] = {
+    "subscribed": 0, "unconfirmed": 1, "unsubscribed": 2, "bounced": 3, "complained": 4,
+}
 # Statuses a bulk import must never turn back into "subscribed": the person (or
 # their mailbox) said no, and only the person may say yes again.
 OPTED_OUT: frozenset[str] = frozenset({"unsubscribed", "bounced", "complained"})
@@ -93,7 +99,8 @@ def subscribers_pk(account: str, list_id: str) -> str:
 
 
 def subscriber_sk(email: str) -> str:
-    return f"S#{email}"
+    """Keyed by the mailbox's identity (case-insensitive, see ``domain.addresses``)."""
+    return f"S#{mailbox_key(email)}"
 
 
 def suppression_pk(account: str) -> str:
@@ -101,7 +108,27 @@ def suppression_pk(account: str) -> str:
 
 
 def suppression_sk(email: str) -> str:
-    return f"SUP#{email}"
+    return f"SUP#{mailbox_key(email)}"
+
+
+def optout_pk(account: str) -> str:
+    """The account-level opt-outs ("unsubscribe from all lists"): imports and subscribes
+    honour them until the person (or an explicit, reasoned resubscribe) says yes again."""
+    return f"A#{account}#OPT"
+
+
+def optout_sk(email: str) -> str:
+    return f"OPT#{mailbox_key(email)}"
+
+
+def history_pk(account: str, email: str) -> str:
+    """One mailbox's consent history (every list of the account): what changed, when, how."""
+    return f"A#{account}#H#{mailbox_key(email)}"
+
+
+def history_sk(at: float, uid: str) -> str:
+    """Sorted by time; ``uid`` keeps two records of one instant apart."""
+    return f"E#{at:020.6f}#{uid}"
 
 
 def import_sk(import_id: str) -> str:

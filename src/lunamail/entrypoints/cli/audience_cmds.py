@@ -7,6 +7,7 @@ or one JSON document.  Errors become one clear message (see ``common.errors``).
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from lunamail.app import audience
+from lunamail.app import accounts, audience
 from lunamail.app.errors import InvalidInput
 from lunamail.domain.audience import STATUSES, FieldType, ImportMode
 from lunamail.entrypoints.cli.common import JSON_OPTION, console, errors, fail, print_json
-from lunamail.entrypoints.cli.context import ACCOUNT_OPTION, door
+from lunamail.entrypoints.cli.context import ACCOUNT_OPTION, door, operator
 from lunamail.runtime.presence import workers_running
 
 IMPORT_TIMEOUT_SECONDS = 24 * 3600.0
@@ -203,8 +204,9 @@ def import_cmd(
     if as_json:
         print_json(summary)
         return
-    table = Table("imported", "updated", "skipped", "rejected", "duplicates", "suppressed", "role")
-    table.add_row(*(f"{summary[k]:,}" for k in ("imported", "updated", "skipped", "rejected", "duplicates", "suppressed", "role")))
+    table = Table("imported", "updated", "skipped", "rejected", "duplicates", "suppressed", "opted out", "role")
+    table.add_row(*(f"{summary[k]:,}" for k in ("imported", "updated", "skipped", "rejected", "duplicates",
+                                                 "suppressed", "opted_out", "role")))  # fmt: skip
     console.print(table)
     if summary["error_report"]:
         console.print(f"Rejected rows are listed in [bold]{summary['error_report']}[/]")
@@ -252,13 +254,19 @@ def subs_add(
     list_ref: str = LIST_OPTION,
     name: str | None = typer.Option(None, "--name"),
     field: list[str] = typer.Option([], "--field", help="Custom field NAME=VALUE."),
+    resubscribe: bool = typer.Option(
+        False, "--resubscribe", help="Add someone who unsubscribed (from this list or all lists) again."
+    ),
+    reason: str = typer.Option("", "--reason", help="Why they may be mailed again (required with --resubscribe)."),
     account: str | None = ACCOUNT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Subscribe an address (unconfirmed on a double opt-in list)."""
+    """Subscribe an address (unconfirmed on a double opt-in list).  Someone who unsubscribed
+    is refused (opted_out) unless --resubscribe --reason "..." says they asked again."""
     _system, env, actor = door(account, as_json=as_json)
     with errors(as_json):
-        new = audience.NewSubscriber(email, name, _parse_pairs(field, "--field"))
+        new = audience.NewSubscriber(email, name, _parse_pairs(field, "--field"), source="cli",
+                                     resubscribe=resubscribe, reason=reason)  # fmt: skip
         sub = audience.subscribe(env, actor, list_ref, new)
     if as_json:
         print_json(sub)
@@ -281,6 +289,36 @@ def subs_show(
         print_json(sub)
     else:
         _show_subscribers([sub])
+
+
+@subs_app.command("history")
+def subs_history(
+    email: str = typer.Argument(..., help="The address (any letter case)."),
+    account: str | None = ACCOUNT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Why this person is (or is not) mailed: their status on every list, suppression,
+    opt-out and every consent change with its door and detail."""
+    _system, env, actor = door(account, as_json=as_json)
+    with errors(as_json):
+        found = audience.subscriber_history(env, actor, email)
+    if as_json:
+        print_json(found)
+        return
+    console.print(f"[bold]{escape(found['email'])}[/]", highlight=False)
+    for lst in found["lists"]:
+        console.print(f"  {escape(lst['list_name'] or lst['list'])}: {lst['status']}", highlight=False)
+    if not found["lists"]:
+        console.print("  on no list", highlight=False)
+    if found["suppressed"]:
+        console.print(f"  suppressed: {escape(found['suppressed']['reason'])}", highlight=False)
+    if found["opted_out"]:
+        console.print(f"  opted out of all lists ({escape(found['opted_out']['door'])})", highlight=False)
+    table = Table("when", "event", "list", "door", "detail")
+    for e in found["events"]:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e["at"]))
+        table.add_row(when, e["event"], e["list_name"] or e["list"], e["door"], e["detail"])
+    console.print(table)
 
 
 @subs_app.command("update")
@@ -315,7 +353,7 @@ def subs_unsubscribe(
     """Mark an address unsubscribed (kept, so it is never re-added by an import)."""
     _system, env, actor = door(account, as_json=as_json)
     with errors(as_json):
-        sub = audience.unsubscribe(env, actor, list_ref, email)
+        sub = audience.unsubscribe(env, actor, list_ref, email, source="cli")
     if as_json:
         print_json(sub)
     else:
@@ -354,7 +392,7 @@ def sup_add(
     """Suppress an address."""
     _system, env, actor = door(account, as_json=as_json)
     with errors(as_json):
-        item = audience.suppress(env, actor, email, reason=reason)
+        item = audience.suppress(env, actor, email, reason=reason, door="cli")
     if as_json:
         print_json(item)
     else:
@@ -394,15 +432,52 @@ def sup_rm(
     """Remove an address from the suppression list."""
     _system, env, actor = door(account, as_json=as_json)
     with errors(as_json):
-        audience.unsuppress(env, actor, email)
+        audience.unsuppress(env, actor, email, door="cli")
     if as_json:
         print_json({"unsuppressed": email})
     else:
         console.print(f"Unsuppressed {email}")
 
 
+def migrate_cmd(
+    account: str | None = typer.Option(None, "--account", help="Only this account (default: every account)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Upgrade the data folder to one identity per mailbox: re-key subscribers and
+    suppressions by their case-folded address and merge case duplicates (the strictest
+    status wins; the first spelling stays).  Safe to run again; run it while no campaign
+    is sending."""
+    if account:
+        _system, env, actor = door(account, as_json=as_json)
+        actors = [actor]
+    else:
+        _system, env, op = operator(as_json=as_json)
+        actors, cursor = [], None
+        with errors(as_json):
+            while True:
+                page = accounts.list_accounts(env, op, cursor=cursor)
+                actors += [replace(op, account=a.id) for a in page.items]
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+    with errors(as_json):
+        done = [audience.merge_case_duplicates(env, a) for a in actors]
+    if as_json:
+        print_json({"items": done, "next_cursor": None})
+        return
+    for rep in done:
+        console.print(f"account {escape(rep['account'])}: {rep['lists']} lists, "
+                      f"{rep['mailboxes_merged']} mailboxes merged, {rep['rekeyed']} items re-keyed",
+                      highlight=False)  # fmt: skip
+        for m in rep["merges"]:
+            where = f"list {m['list']}" if m["list"] else "suppression list"
+            console.print(f"  {where}: {escape(', '.join(m['merged']))} -> {escape(m['kept'])} ({m['status']})",
+                          highlight=False)  # fmt: skip
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.command("migrate")(migrate_cmd)
     app.add_typer(lists_app, name="lists")
     app.add_typer(subs_app, name="subscribers")
     app.add_typer(sup_app, name="suppression")

@@ -58,6 +58,7 @@ V1_ROUTERS: list[APIRouter] = [
     routes_account.router,
     routes_lists.router,
     routes_subscribers.router,
+    routes_subscribers.mailbox_router,
     routes_suppressions.router,
     routes_imports.router,
     routes_campaigns.router,

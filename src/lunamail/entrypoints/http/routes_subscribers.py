@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from lunamail.app import audience
@@ -18,7 +18,12 @@ from lunamail.entrypoints.http.pagination import (
     decode_cursor,
     page,
 )
-from lunamail.entrypoints.http.schemas import Page, SubscriberOut, error_responses
+from lunamail.entrypoints.http.schemas import (
+    Page,
+    SubscriberHistoryOut,
+    SubscriberOut,
+    error_responses,
+)
 
 router = APIRouter(
     prefix="/lists/{list_id}/subscribers",
@@ -35,6 +40,10 @@ class SubscriberCreate(BaseModel):
     email: Email
     name: str | None = Field(None, max_length=200)
     fields: dict[str, Any] = Field(default_factory=dict)
+    resubscribe: bool = Field(
+        False, description="Add someone who unsubscribed (from this list or all lists) again; needs reason."
+    )
+    reason: str = Field("", max_length=500, description="Why they may be mailed again (kept in the history).")
 
 
 class SubscriberUpdate(BaseModel):
@@ -65,9 +74,10 @@ def list_subscribers(
     return page(ctx.deps, actor.account, scope, got.items, got.next_cursor)
 
 
-@router.post("", status_code=201, response_model=SubscriberOut, responses=error_responses(409), summary="Subscribe someone (re-subscribes an unsubscribed address)")
+@router.post("", status_code=201, response_model=SubscriberOut, responses=error_responses(409), summary="Subscribe someone (409 opted_out for someone who unsubscribed, unless resubscribe with a reason)")
 def subscribe(list_id: str, body: SubscriberCreate, ctx: Ctx, actor: Acting) -> dict[str, Any]:
-    return audience.subscribe(ctx.env, actor, list_id, audience.NewSubscriber(body.email, body.name, body.fields))
+    new = audience.NewSubscriber(body.email, body.name, body.fields, resubscribe=body.resubscribe, reason=body.reason)
+    return audience.subscribe(ctx.env, actor, list_id, new)
 
 
 @router.get("/{email}", response_model=SubscriberOut, summary="One subscriber")
@@ -93,3 +103,16 @@ def unsubscribe(list_id: str, email: str, ctx: Ctx, actor: Acting) -> dict[str, 
 def delete_subscriber(list_id: str, email: str, ctx: Ctx, actor: Acting) -> Response:
     audience.remove_subscriber(ctx.env, actor, list_id, email)
     return Response(status_code=204)
+
+
+#: Account-wide views of one mailbox (every list), beside the per-list routes above.
+mailbox_router = APIRouter(prefix="/subscribers", tags=["subscribers"], route_class=ErrorRoute)
+
+
+@mailbox_router.get(
+    "/{email}/history", response_model=SubscriberHistoryOut, responses=error_responses(404),
+    summary="One address's consent history across the account (any letter case)",
+)
+def subscriber_history(email: Annotated[str, Path(min_length=3, max_length=320)], ctx: Ctx,
+                       actor: Acting) -> dict[str, Any]:
+    return audience.subscriber_history(ctx.env, actor, email)

@@ -175,6 +175,45 @@ class SubscriberOut(Out):
     updated_at: Timestamp
 
 
+class HistoryList(Out):
+    list: str = Field(description="The list's id.")
+    list_name: str = ""
+    email: str = Field(description="The address as written on that list.")
+    status: Status
+
+
+class HistorySuppression(Out):
+    reason: str = ""
+    at: Timestamp
+
+
+class HistoryOptOut(Out):
+    at: Timestamp
+    door: str = ""
+    detail: str = ""
+
+
+class HistoryEvent(Out):
+    at: Timestamp
+    event: str = Field(description="subscribed, imported, confirmed, unsubscribed, opted_out, resubscribed, "
+                                   "suppressed, unsuppressed, bounced, complained or merged.")
+    list: str = Field("", description="The list's id; empty for account-wide events.")
+    list_name: str = ""
+    door: str = Field("", description="How it came: import, api, cli, console, link, one-click, feedback, migration.")
+    detail: str = Field("", description="Which one: the import's id, the campaign, the reason given.")
+
+
+class SubscriberHistoryOut(Out):
+    """One mailbox's consent across the account (addresses compare case-insensitively)."""
+
+    email: str = Field(description="The address as first written.")
+    mailbox: str = Field(description="The case-folded identity every address of this mailbox shares.")
+    lists: list[HistoryList]
+    suppressed: HistorySuppression | None = None
+    opted_out: HistoryOptOut | None = None
+    events: list[HistoryEvent] = Field(description="Oldest first.")
+
+
 class SuppressionOut(Out):
     email: str
     reason: str = ""
@@ -206,6 +245,9 @@ class ImportOut(Out):
     rejected: int | None = None
     duplicates: int | None = None
     suppressed: int | None = None
+    opted_out: int | None = Field(
+        None, description="Rows skipped because the address unsubscribed from all lists (listed in the error report)."
+    )
     role: int | None = None
     columns: dict[str, Any] | None = None
     encoding: str | None = None

@@ -81,8 +81,9 @@ def subscriber_page(request: Request, viewer: ViewerDep, list_id: str, email: st
     env, actor = env_of(request), viewer.actor
     lst = audience.get_list(env, actor, list_id)
     sub = audience.get_subscriber(env, actor, list_id, email)
-    suppressed = bool(audience.list_suppressions(env, actor, prefix=sub["email"], limit=1).items)
-    return render(request, "subscriber.html", viewer, nav="lists", lst=lst, sub=sub, suppressed=suppressed)
+    history = audience.subscriber_history(env, actor, sub["email"])
+    return render(request, "subscriber.html", viewer, nav="lists", lst=lst, sub=sub,
+                  suppressed=history["suppressed"] is not None, history=history)
 
 
 @router.post("/lists/{list_id}/subscribers/{email}/unsubscribe")
@@ -162,12 +163,12 @@ def suppression(request: Request, viewer: ViewerDep, cursor: str | None = None) 
 @router.post("/suppression")
 def suppress(request: Request, viewer: WriterDep, email: Annotated[str, Form(max_length=320)],
              reason: Annotated[str, Form(max_length=200)] = "manual") -> Response:
-    audience.suppress(env_of(request), viewer.actor, email, reason=reason or "manual")
+    audience.suppress(env_of(request), viewer.actor, email, reason=reason or "manual", door="console")
     return redirect("/suppression", request)
 
 
 @router.post("/suppression/{email}/delete")
 def unsuppress(request: Request, viewer: WriterDep, email: str) -> Response:
-    audience.unsuppress(env_of(request), viewer.actor, email)
+    audience.unsuppress(env_of(request), viewer.actor, email, door="console")
     return redirect("/suppression", request)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lunamail.domain import audience as dom
@@ -31,8 +31,9 @@ from lunamail.ports.itemstore import (
     attr_equals,
 )
 
+from . import consent
 from .csv_import import coerce_field, plan_import
-from .errors import Conflict, InvalidInput, NotFound
+from .errors import Conflict, InvalidInput, NotFound, OptedOut
 
 _MAX_SCAN_PAGES = 20  # a filtered listing reads at most this many store pages per call
 
@@ -196,6 +197,11 @@ def delete_list(
 # ---------------------------------------------------------------- subscribers
 
 
+def valid_email(raw: str) -> str:
+    """The normalised address, or InvalidInput saying what is wrong with it."""
+    return _email(raw)
+
+
 def _email(raw: str) -> str:
     try:
         return emails.normalize(raw)
@@ -223,15 +229,16 @@ def _counter_update(account: str, list_id: str, deltas: Mapping[str, int]) -> Up
 
 
 def _write_subscriber(
-    deps: Deps, account: str, list_id: str, item: Item, old: Item | None
+    deps: Deps, account: str, list_id: str, item: Item, old: Item | None, extra: Sequence[WriteOp] = ()
 ) -> None:
     """Write a subscriber and move the list's status counters in one transaction, so the
-    counters stay exact even under concurrent writers."""
+    counters stay exact even under concurrent writers; ``extra`` joins the transaction
+    (the consent record of the change, an opt-out lifted)."""
     cond = IF_ABSENT if old is None else attr_equals(status=old["status"], updated_at=old.get("updated_at"))
     deltas: dict[str, int] = {item["status"]: 1}
     if old is not None:
         deltas[old["status"]] = deltas.get(old["status"], 0) - 1
-    ops: list[WriteOp] = [Put(item, cond)]
+    ops: list[WriteOp] = [Put(item, cond), *extra]
     if any(deltas.values()):
         ops.append(_counter_update(account, list_id, deltas))
     try:
@@ -297,20 +304,38 @@ def subscribe(
     name: str | None = None,
     fields: Mapping[str, Any] | None = None,
     source: str = "api",
+    resubscribe: bool = False,
+    reason: str = "",
     events: list[Message] | None = None,
 ) -> dict[str, Any]:
-    """Add (or re-add) someone: ``subscribed``, or ``unconfirmed`` on a double opt-in list.
+    """Add someone: ``subscribed``, or ``unconfirmed`` on a double opt-in list.
 
-    An explicit subscribe is the person's own yes, so it may resubscribe an
-    unsubscribed address; a suppressed address is refused until unsuppressed.
+    A person who said no -- unsubscribed from this list, or from all lists of the
+    account (the opt-out) -- is refused with :class:`OptedOut` unless the call says
+    ``resubscribe`` with a ``reason`` (they asked again, say); the reason, the door and
+    the time are recorded in the history.  A suppressed address is refused until
+    unsuppressed.  Addresses compare by mailbox (case-insensitively): an existing
+    subscriber keeps the spelling it was first added with.
     """
     lst = _list_item(deps, account, list_ref)
     addr = _email(email)
+    reason = reason.strip()
+    if resubscribe and not reason:
+        raise InvalidInput("a resubscribe needs a reason (why this person may be mailed again)",
+                           {"reason": "required with resubscribe"})
     sup = deps.store.get(dom.suppression_pk(account), dom.suppression_sk(addr))
     if sup is not None:
         raise Conflict(f"{addr} is suppressed ({sup.get('reason', '')}); unsuppress it first")
     pk = dom.subscribers_pk(account, lst["id"])
     old = deps.store.get(pk, dom.subscriber_sk(addr))
+    opt = consent.opted_out(deps, account, addr)
+    said_no = old is not None and old["status"] == Status.UNSUBSCRIBED
+    if (opt is not None or said_no) and not resubscribe:
+        where = "from all lists of this account" if opt is not None else "from this list"
+        raise OptedOut(
+            f"{addr} unsubscribed {where}; add them again only if they asked to, with "
+            "resubscribe and a reason", {"email": addr, "scope": "all" if opt is not None else "list"},
+        )
     now = deps.clock.now()
     status = Status.UNCONFIRMED if lst.get("double_opt_in") else Status.SUBSCRIBED
     if old is not None and old["status"] == Status.SUBSCRIBED:
@@ -326,10 +351,21 @@ def subscribe(
     item.update(status=str(status), source=source if old is None else item.get("source", source), updated_at=now)
     if emails.is_role(addr):
         item["role"] = True
-    _write_subscriber(deps, account, lst["id"], item, old)
+    door, _ = consent.door_of(source)
+    extra: list[WriteOp] = []
+    if opt is not None or said_no:
+        extra.append(Put(consent.record(account, item["email"], "resubscribed", now, door=door,
+                                        list_id=lst["id"], detail=reason)))  # fmt: skip
+        if opt is not None:
+            extra.append(Delete(dom.optout_pk(account), dom.optout_sk(addr)))
+    elif old is not None and old["status"] != item["status"]:
+        confirmed = old["status"] == Status.UNCONFIRMED and item["status"] == Status.SUBSCRIBED
+        event = "confirmed" if confirmed else "subscribed"
+        extra.append(Put(consent.record(account, item["email"], event, now, door=door, list_id=lst["id"])))
+    _write_subscriber(deps, account, lst["id"], item, old, extra)
     if old is None or old["status"] != item["status"]:
         _emit(events, dom.SubscriberSubscribed(
-            account=account, list=lst["id"], email=addr, status=item["status"], source=source
+            account=account, list=lst["id"], email=item["email"], status=item["status"], source=source
         ))  # fmt: skip
     return subscriber_view(item)
 
@@ -360,8 +396,12 @@ def unsubscribe(
     old = _subscriber_item(deps, account, lst["id"], email)
     if old["status"] in dom.OPTED_OUT:
         return subscriber_view(old)  # already out: unsubscribing twice is a no-op
-    item = {**old, "status": str(Status.UNSUBSCRIBED), "updated_at": deps.clock.now()}
-    _write_subscriber(deps, account, lst["id"], item, old)
+    now = deps.clock.now()
+    item = {**old, "status": str(Status.UNSUBSCRIBED), "updated_at": now}
+    door, detail = consent.door_of(source)
+    history = consent.record(account, item["email"], "unsubscribed", now, door=door, list_id=lst["id"],
+                             detail=detail)  # fmt: skip
+    _write_subscriber(deps, account, lst["id"], item, old, [Put(history)])
     _emit(events, dom.SubscriberUnsubscribed(
         account=account, list=lst["id"], email=item["email"], source=source
     ))  # fmt: skip
@@ -472,17 +512,21 @@ def suppress(
     email: str,
     *,
     reason: str = "manual",
+    door: str = "api",
     events: list[Message] | None = None,
 ) -> dict[str, Any]:
-    """Never send to this address again from this account (every send path checks)."""
+    """Never send to this address again from this account (every send path checks).
+    ``door`` (api, cli, console, feedback, ...) goes into the history with the reason."""
     addr = _email(email)
+    now = deps.clock.now()
     item: Item = {
         "pk": dom.suppression_pk(account), "sk": dom.suppression_sk(addr),
-        "email": addr, "reason": reason, "created_at": deps.clock.now(),
+        "email": addr, "reason": reason, "created_at": now,
     }  # fmt: skip
+    history = consent.record(account, addr, "suppressed", now, door=door, detail=reason)
     try:
-        deps.store.put(item, condition=IF_ABSENT)
-    except ConditionFailed:
+        deps.store.transact([Put(item, IF_ABSENT), Put(history)])
+    except TransactionCancelled:
         existing = deps.store.get(item["pk"], item["sk"])
         return _suppression_view(existing or item)
     _emit(events, dom.AddressSuppressed(account=account, email=addr, reason=reason))
@@ -494,12 +538,14 @@ def _suppression_view(item: Item) -> dict[str, Any]:
 
 
 def unsuppress(
-    deps: Deps, account: str, email: str, *, events: list[Message] | None = None
+    deps: Deps, account: str, email: str, *, door: str = "api", events: list[Message] | None = None
 ) -> None:
     addr = _email(email)
+    history = consent.record(account, addr, "unsuppressed", deps.clock.now(), door=door)
     try:
-        deps.store.delete(dom.suppression_pk(account), dom.suppression_sk(addr), condition=IF_EXISTS)
-    except ConditionFailed as e:
+        deps.store.transact([Delete(dom.suppression_pk(account), dom.suppression_sk(addr), IF_EXISTS),
+                             Put(history)])  # fmt: skip
+    except TransactionCancelled as e:
         raise NotFound(f"{addr} is not suppressed") from e
     _emit(events, dom.AddressUnsuppressed(account=account, email=addr))
 
@@ -554,7 +600,9 @@ def start_import(
     return import_view(job), first
 
 
-IMPORT_COUNTERS = ("rows", "imported", "updated", "skipped", "rejected", "duplicates", "suppressed", "role")
+IMPORT_COUNTERS = (
+    "rows", "imported", "updated", "skipped", "rejected", "duplicates", "suppressed", "opted_out", "role",
+)  # fmt: skip
 
 
 def import_view(job: Item) -> dict[str, Any]:

@@ -26,10 +26,12 @@ from datetime import date
 from typing import IO, Any, overload
 
 from lunamail.domain import audience as dom
+from lunamail.domain.addresses import mailbox_key
 from lunamail.lib import csvsafe, emails
 from lunamail.ports.blobs import Blobs
 from lunamail.ports.itemstore import IF_ABSENT, Item, ItemStore
 
+from . import consent
 from .errors import InvalidInput
 
 SAMPLE_BYTES = 64 * 1024
@@ -537,17 +539,21 @@ def run_chunk(
     text_cols = [(idx, fname) for idx, fname, _ in field_cols]
     email_col = names[ei]
     check = emails.check
+    key_of = mailbox_key
     is_role = emails.is_role
     statuses = frozenset(dom.STATUSES)
 
-    counts = dict.fromkeys(("rows", "imported", "updated", "skipped", "rejected", "duplicates", "suppressed", "role"), 0)
+    counts = dict.fromkeys(
+        ("rows", "imported", "updated", "skipped", "rejected", "duplicates", "suppressed", "opted_out", "role"), 0
+    )
     deltas: dict[str, int] = {}
     rejects: list[tuple[int, str, str, str]] = []
     seen: set[str] = set()
     batch: list[_Row] = []
     append = batch.append
     writer = _Writer(
-        store, account, list_id, import_id, mode, now, counts, deltas, [f for _, f, _ in field_cols]
+        store, account, list_id, import_id, mode, now, counts, deltas, [f for _, f, _ in field_cols],
+        names[ei],
     )
     n_rows = n_dups = n_roles = 0  # hot counters as locals, folded into ``counts`` at the end
 
@@ -601,7 +607,8 @@ def run_chunk(
                     if email is None:
                         reject(base + prev + 1, email_col, raw, f"invalid email address: {why}")
                         continue
-                    if email in seen:
+                    key = key_of(email)  # one subscriber per mailbox, whatever the case
+                    if key in seen:
                         n_dups += 1
                         continue
                     fields: dict[str, Any] = {}
@@ -645,11 +652,11 @@ def run_chunk(
                         name = row[li].strip()
                     else:
                         name = ""
-                    seen.add(email)
+                    seen.add(key)
                     role = is_role(email)
                     if role:
                         n_roles += 1
-                    append((base + prev + 1, email, name, fields, status, role))
+                    append((base + prev + 1, key, name, fields, status, role, email))
                     if len(batch) >= SUB_BATCH:
                         writer.flush(batch)
                         batch = []
@@ -684,12 +691,15 @@ def run_chunk(
     counts["skipped"] += n_dups
     counts["role"] += n_roles
     counts["rejected"] = len(rejects)
+    if writer.listed:  # opted-out rows are listed in the report too (not counted as rejected)
+        rejects = sorted(rejects + writer.listed)
     return ChunkResult(end, base + reader.line_num + 1, eof, counts, deltas, rejects)
 
 
-# (line, email, name, fields, status from the file or None, role address)
-_Row = tuple[int, str, str, dict[str, Any], str | None, bool]
-_by_email = operator.itemgetter(1)
+# (line, mailbox key, name, fields, status from the file or None, role address, the address
+# as written in the file)
+_Row = tuple[int, str, str, dict[str, Any], str | None, bool, str]
+_by_key = operator.itemgetter(1)
 
 
 class _NewItems(Sequence[Item]):
@@ -724,9 +734,9 @@ class _NewItems(Sequence[Item]):
         """Same items as ``_Writer._new_item``, with the constant parts bound once."""
         w = self._writer
         pk, list_id, source, now, imp = w.pk, w.list_id, w.source, w.now, w.import_id
-        for _at, email, name, fields, status, role in self._rows:
+        for _at, key, name, fields, status, role, email in self._rows:
             item: Item = {
-                "pk": pk, "sk": "S#" + email, "email": email, "list": list_id,
+                "pk": pk, "sk": "S#" + key, "email": email, "list": list_id,
                 "name": name, "fields": fields, "status": status or "subscribed",
                 "source": source, "created_at": now, "updated_at": now, "imp": imp,
             }  # fmt: skip
@@ -758,10 +768,16 @@ class _Writer:
         counts: dict[str, int],
         deltas: dict[str, int],
         field_names: Iterable[str] = (),
+        email_col: str = "email",
     ) -> None:
         self.store = store
         self.pk = dom.subscribers_pk(account, list_id)
         self.sup_pk = dom.suppression_pk(account)
+        self.opt_pk = dom.optout_pk(account)
+        self.account = account
+        self.email_col = email_col
+        #: rows left out for a reason the error report lists (opted out), as rejects are
+        self.listed: list[tuple[int, str, str, str]] = []
         self.list_id = list_id
         self.import_id = import_id
         self.mode = mode
@@ -783,10 +799,29 @@ class _Writer:
             return None
         return self.store.get_many([(self.sup_pk, "SUP#" + b[1]) for b in batch])
 
+    def _without_opted_out(self, batch: list[_Row]) -> list[_Row]:
+        """The rows whose mailbox did not unsubscribe from all lists; the others are counted
+        (``opted_out``) and listed in the error report.  One cheap query when the account
+        has no opt-outs at all."""
+        if not self.store.query(self.opt_pk, limit=1).items:
+            return batch
+        found = self.store.get_many([(self.opt_pk, "OPT#" + b[1]) for b in batch])
+        keep = [b for b, o in zip(batch, found, strict=True) if o is None]
+        if len(keep) < len(batch):
+            n = len(batch) - len(keep)
+            self.counts["opted_out"] += n
+            self.counts["skipped"] += n
+            self.listed.extend(
+                (b[0], self.email_col, b[6], "opted out: unsubscribed from all lists of this account "
+                 f"({o.get('door', '')}); not imported")
+                for b, o in zip(batch, found, strict=True) if o is not None
+            )  # fmt: skip
+        return keep
+
     def _new_item(self, row: _Row) -> Item:
-        _at, email, name, fields, status, role = row
+        _at, key, name, fields, status, role, email = row
         item: Item = {
-            "pk": self.pk, "sk": "S#" + email, "email": email, "list": self.list_id,
+            "pk": self.pk, "sk": "S#" + key, "email": email, "list": self.list_id,
             "name": name, "fields": fields, "status": status or "subscribed",
             "source": self.source, "created_at": self.now, "updated_at": self.now,
             "imp": self.import_id,
@@ -802,12 +837,15 @@ class _Writer:
         return not any(self.store.get_many(probe))
 
     def flush(self, batch: list[_Row]) -> None:
-        batch.sort(key=_by_email)  # neighbouring keys: fewer B-tree pages touched per write
-        sups = self._suppressed(batch)
+        batch.sort(key=_by_key)  # neighbouring keys: fewer B-tree pages touched per write
         if self.mode == dom.ImportMode.BLOCKLIST:
             olds = self.store.get_many([(self.pk, "S#" + b[1]) for b in batch])
-            self._blocklist(batch, olds, sups)
+            self._blocklist(batch, olds, self._suppressed(batch))
             return
+        batch = self._without_opted_out(batch)
+        if not batch:
+            return
+        sups = self._suppressed(batch)
         if self.optimistic:
             rows = batch if sups is None else [b for b, s in zip(batch, sups, strict=True) if s is None]
             if rows and not self._seems_new(rows):
@@ -859,7 +897,7 @@ class _Writer:
             if mode == dom.ImportMode.SKIP_EXISTING:
                 counts["skipped"] += 1
                 continue
-            _at, _email, name, fields, status, _role = row
+            _at, _key, name, fields, status, _role, _email = row
             old_status = old["status"]
             old_fields = old.get("fields", {})
             if mode == dom.ImportMode.OVERWRITE:
@@ -880,11 +918,15 @@ class _Writer:
             counts["skipped"] += written.count(False)  # someone else added it meanwhile: theirs stands
         if changed:
             self.store.put_many([c[0] for c in changed])
+            history: list[Item] = []
             for upd, old_status in changed:
                 counts["updated"] += 1
                 if upd["status"] != old_status:
                     self.deltas[old_status] = self.deltas.get(old_status, 0) - 1
                     self.deltas[upd["status"]] = self.deltas.get(upd["status"], 0) + 1
+                    history.append(self._history(upd["email"], upd["status"]))
+            if history:
+                self.store.put_many(history)
 
     def _blocklist(
         self, batch: list[_Row], olds: list[Item | None], sups: list[Item | None] | None
@@ -893,10 +935,10 @@ class _Writer:
         new_sups: list[Item] = []
         marked: list[Item] = []
         for i, row in enumerate(batch):
-            email = row[1]
+            key, email = row[1], row[6]
             if sups is None or sups[i] is None:
                 new_sups.append({
-                    "pk": self.sup_pk, "sk": "SUP#" + email, "email": email,
+                    "pk": self.sup_pk, "sk": "SUP#" + key, "email": email,
                     "reason": "blocklist import", "source": self.source, "created_at": self.now,
                 })  # fmt: skip
             else:
@@ -906,13 +948,26 @@ class _Writer:
                 marked.append({**old, "status": "unsubscribed", "updated_at": self.now, "imp": self.import_id})
                 self.deltas[old["status"]] = self.deltas.get(old["status"], 0) - 1
                 self.deltas["unsubscribed"] = self.deltas.get("unsubscribed", 0) + 1
+        history: list[Item] = []
         if new_sups:
             ok = self.store.put_many(new_sups, condition=IF_ABSENT)
             self.counts["imported"] += sum(ok)
             self.counts["skipped"] += len(ok) - sum(ok)
+            history += [self._history(i["email"], "suppressed", "blocklist import")
+                        for i, done in zip(new_sups, ok, strict=True) if done]  # fmt: skip
         if marked:
             self.store.put_many(marked)
             self.counts["updated"] += len(marked)
+            history += [self._history(i["email"], "unsubscribed", "blocklist import") for i in marked]
+        if history:
+            self.store.put_many(history)
+
+    def _history(self, email: str, event: str, note: str = "") -> Item:
+        """A consent record of a status this import changed (new rows need none: the
+        subscriber item says which import added it)."""
+        detail = f"{self.import_id} {note}".strip()
+        list_id = "" if event == "suppressed" else self.list_id
+        return consent.record(self.account, email, event, self.now, door="import", list_id=list_id, detail=detail)
 
 
 # ---------------------------------------------------------------- error report

@@ -17,6 +17,15 @@ class Conflict(AudienceError):
     """The request clashes with the current state (duplicate list name, suppressed address)."""
 
 
+class OptedOut(Conflict):
+    """The address unsubscribed (from this list or all of them); only an explicit,
+    reasoned resubscribe adds it again.  ``details`` says which and for whom."""
+
+    def __init__(self, message: str, details: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.details: dict[str, str] = dict(details or {})
+
+
 class InvalidInput(AudienceError):
     """The input is malformed; ``fields`` maps each offending field to what is wrong."""
 

@@ -133,7 +133,7 @@ def select_recipients(msg: SelectRecipients, deps: Deps) -> list[Message]:
                 break
         if scanned:
             sup_pk = dom.suppression_pk(msg.account)
-            sups = deps.store.get_many([(sup_pk, "SUP#" + i["email"]) for i in scanned])
+            sups = deps.store.get_many([(sup_pk, dom.suppression_sk(i["email"])) for i in scanned])
             recipients = [
                 {"email": i["email"], "name": i.get("name", ""), "fields": i.get("fields", {}), "list": list_id}
                 for i, s in zip(scanned, sups, strict=True)

@@ -16,6 +16,7 @@ plus one batched read of the subscriber items.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from lunamail.domain import audience as dom
@@ -25,9 +26,9 @@ from lunamail.domain.messages import Message
 from lunamail.domain.tracking import Unsubscribed
 from lunamail.lib import emails
 from lunamail.ports.deps import Deps
-from lunamail.ports.itemstore import query_all
+from lunamail.ports.itemstore import IF_ABSENT, Put, TransactionCancelled, query_all
 
-from . import api
+from . import api, consent
 from .errors import Conflict
 
 __all__ = ["on_bounced", "on_complained", "on_soft_bounce_limit", "on_unsubscribed"]
@@ -60,17 +61,22 @@ def _set_status(
     reason: str, source: str,
 ) -> list[Message]:  # fmt: skip
     """Move ``email`` to ``status`` on each of ``list_ids`` that has it (and has a weaker
-    status); returns ``SubscriberUnsubscribed`` for each list an unsubscribe changed."""
+    status); returns ``SubscriberUnsubscribed`` for each list an unsubscribe changed.  Each
+    change records itself in the mailbox's history (same transaction)."""
     events: list[Message] = []
+    door, detail = consent.door_of(source)
     keys = [(dom.subscribers_pk(account, lid), dom.subscriber_sk(email)) for lid in list_ids]
     for lid, key, old in zip(list_ids, keys, deps.store.get_many(keys), strict=True):
         for _ in range(_RETRIES):
             if old is None or old["status"] in _KEEP[status]:
                 break
+            now = deps.clock.now()
             item = {**old, "status": str(status), "status_reason": reason[:_REASON_MAX],
-                    "updated_at": deps.clock.now()}  # fmt: skip
+                    "updated_at": now}  # fmt: skip
+            history = consent.record(account, str(old["email"]), str(status), now, door=door, list_id=lid,
+                                     detail=reason if door == "feedback" else detail or reason)  # fmt: skip
             try:
-                api._write_subscriber(deps, account, lid, item, old)
+                api._write_subscriber(deps, account, lid, item, old, [Put(history)])
             except Conflict:
                 old = deps.store.get(*key)  # changed meanwhile: look again
                 continue
@@ -93,7 +99,7 @@ def _opt_out_everywhere(
     if email is None:
         return []
     events: list[Message] = []
-    api.suppress(deps, account, email, reason=reason[:_REASON_MAX], events=events)
+    api.suppress(deps, account, email, reason=reason[:_REASON_MAX], door="feedback", events=events)
     events += _set_status(deps, account, email, status, _list_ids(deps, account),
                           reason=reason, source=source)  # fmt: skip
     return events
@@ -145,6 +151,17 @@ def on_unsubscribed(msg: Unsubscribed, deps: Deps) -> list[Message]:
         lists = [msg.list]
     else:
         lists = _list_ids(deps, msg.account)
+        _record_opt_out(deps, msg, email)
     reason = f"unsubscribed ({msg.method}, {msg.scope})"
     return _set_status(deps, msg.account, email, Status.UNSUBSCRIBED, lists,
                        reason=reason, source=f"{msg.method}:{msg.campaign}")  # fmt: skip
+
+
+def _record_opt_out(deps: Deps, msg: Unsubscribed, email: str) -> None:
+    """"All lists" is the person's no to the account: later imports skip them and a
+    subscribe needs an explicit resubscribe.  Written once (a redelivery finds it)."""
+    door, detail = consent.door_of(f"{msg.method}:{msg.campaign}")
+    item = consent.optout_item(msg.account, email, msg.at, door=door, detail=detail)
+    history = consent.record(msg.account, email, "opted_out", msg.at, door=door, detail=detail)
+    with contextlib.suppress(TransactionCancelled):  # opted out before: nothing to record
+        deps.store.transact([Put(item, IF_ABSENT), Put(history)])

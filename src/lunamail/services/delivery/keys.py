@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import zlib
 
+from lunamail.domain.addresses import mailbox_key
+
 RECORD_SHARDS = 16  # send records spread over partitions so no partition gets hot
 STATS_SHARDS = 8  # counters spread over items so concurrent batches rarely collide
 
@@ -13,12 +15,14 @@ def campaign_pk(account: str, campaign: str) -> str:
 
 
 def record_pk(account: str, campaign: str, email: str) -> str:
-    shard = zlib.crc32(email.encode("utf-8")) % RECORD_SHARDS
+    shard = zlib.crc32(mailbox_key(email).encode("utf-8")) % RECORD_SHARDS
     return f"A#{account}#D#{campaign}#{shard}"
 
 
 def record_sk(email: str) -> str:
-    return f"R#{email}"
+    """One record per mailbox (case-insensitive): case variants of one address on two
+    lists of a campaign are one recipient, mailed once."""
+    return f"R#{mailbox_key(email)}"
 
 
 def record_key(account: str, campaign: str, email: str) -> tuple[str, str]:

@@ -80,7 +80,7 @@ def page(deps: Deps, account: str, campaign: str, *, status: str | None = None, 
         scanned += len(got.items)
         for item in got.items:
             if status is None or item.get("status") == status:
-                out.append(row(str(item["sk"])[2:], item))
+                out.append(row(str(item.get("email") or str(item["sk"])[2:]), item))
         if got.cursor is None:
             shard, inner = shard + 1, None
         else:

@@ -9,6 +9,7 @@ the page's marker, so a retried page is never counted twice.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 from lunamail.domain.campaigns import (
@@ -20,6 +21,7 @@ from lunamail.domain.campaigns import (
 from lunamail.domain.delivery import (
     CampaignDelivered,
     PlanningCompleted,
+    Recipient,
     RecipientsPlanned,
     RecipientsSelected,
     ResumeParked,
@@ -83,6 +85,19 @@ def on_campaign_send_started(msg: CampaignSendStarted, deps: Deps) -> list[Messa
     return [SelectRecipients(account=msg.account, campaign=msg.campaign, lists=tuple(msg.lists))]
 
 
+def _one_per_mailbox(recipients: Sequence[Recipient]) -> list[Recipient]:
+    """The page without case variants of an address already on it (the first stays): one
+    mailbox gets one message, and a page's own claims must not count twice as ours."""
+    seen: set[str] = set()
+    out: list[Recipient] = []
+    for r in recipients:
+        sk = keys.record_sk(r["email"])
+        if sk not in seen:
+            seen.add(sk)
+            out.append(r)
+    return out
+
+
 def on_recipients_selected(msg: RecipientsSelected, deps: Deps) -> list[Message]:
     """Claim one page of recipients and cut it into batches."""
     store = deps.store
@@ -91,21 +106,22 @@ def on_recipients_selected(msg: RecipientsSelected, deps: Deps) -> list[Message]
     size = max(1, deps.settings.batch_size)
     now = deps.clock.now()
 
-    recipients = list(msg.recipients)
+    recipients = _one_per_mailbox(msg.recipients)
     records: list[dict[str, Any]] = []
     for i, r in enumerate(recipients):
         pk, sk = keys.record_key(account, campaign, r["email"])
-        records.append(
-            {"pk": pk, "sk": sk, "status": "planned", "final": False, "deferred": False,
-             "seq": seq, "batch": f"{seq}-{i // size}", "at": now}
-        )
+        rec: dict[str, Any] = {"pk": pk, "sk": sk, "status": "planned", "final": False, "deferred": False,
+                               "seq": seq, "batch": f"{seq}-{i // size}", "at": now}
+        if sk[2:] != r["email"]:  # the key is case-folded: keep the address as written
+            rec["email"] = r["email"]
+        records.append(rec)
     written = store.put_many(records, condition=IF_ABSENT)
     mine = list(written)
     lost = [i for i, ok in enumerate(written) if not ok]
     if lost:  # claimed before: ours only when an earlier run of this same page claimed it
         found = store.get_many([(records[i]["pk"], records[i]["sk"]) for i in lost])
-        for i, rec in zip(lost, found, strict=True):
-            mine[i] = rec is not None and rec.get("seq") == seq
+        for i, got in zip(lost, found, strict=True):
+            mine[i] = got is not None and got.get("seq") == seq
 
     batches: dict[str, list[dict[str, Any]]] = {}
     for i, ok in enumerate(mine):
