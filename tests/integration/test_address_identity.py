@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from typer.testing import CliRunner
 
@@ -30,6 +29,9 @@ from lunamail.services.campaigns import api as campaigns
 from lunamail.services.reports import api as reports
 
 from .test_http_fixtures import Api, assert_error, make_api
+from .test_import_cli import cli, ok
+
+__all__ = ["cli"]
 
 ACCOUNT = "alpha"
 ACTOR = Actor(ACCOUNT)
@@ -164,17 +166,6 @@ def test_case_variants_on_two_lists_get_one_message(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- migration
 
 
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    for var in ("LUNAMAIL_CONFIG", "LUNAMAIL_ACCOUNT"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("LUNAMAIL_DATA_DIR", str(tmp_path / "data"))
-    runner = CliRunner()
-    assert runner.invoke(cli_app, ["init"]).exit_code == 0
-    yield runner
-    close_apps()
-
-
 def _old_style(store: Any, list_id: str, email: str, status: str, **extra: Any) -> None:
     """A subscriber as the code before the rule wrote it: keyed by the address as typed."""
     store.put({"pk": dom.subscribers_pk("default", list_id), "sk": f"S#{email}", "email": email,
@@ -185,9 +176,7 @@ def _old_style(store: Any, list_id: str, email: str, status: str, **extra: Any) 
 
 def test_migrate_merges_case_duplicates_in_a_data_folder(cli: CliRunner, tmp_path: Path) -> None:
     def run(*args: str) -> Any:
-        res = cli.invoke(cli_app, [*args, "--json"])
-        assert res.exit_code == 0, res.output
-        return orjson.loads(res.stdout)
+        return ok(cli, *args)
 
     news = run("lists", "create", "News", "--field", "city")["id"]
     other = run("lists", "create", "Other")["id"]

@@ -8,12 +8,10 @@ unsubscribe link."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -25,25 +23,11 @@ from lunamail.runtime.bootstrap import bootstrap_in
 from lunamail.services.accounts import api as accounts
 
 from .test_http_fixtures import assert_error
+from .test_import_cli import cli, ok
+
+__all__ = ["cli"]
 
 ACCOUNT = "default"
-
-
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    for var in ("LUNAMAIL_CONFIG", "LUNAMAIL_ACCOUNT"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("LUNAMAIL_DATA_DIR", str(tmp_path / "data"))
-    runner = CliRunner()
-    assert runner.invoke(cli_app, ["init"]).exit_code == 0
-    yield runner
-    close_apps()
-
-
-def ok(cli: CliRunner, *args: str) -> Any:
-    res = cli.invoke(cli_app, [*args, "--json"])
-    assert res.exit_code == 0, res.output
-    return orjson.loads(res.stdout)
 
 
 def failed(cli: CliRunner, *args: str) -> dict[str, Any]:
