@@ -27,6 +27,7 @@ DEPLOY = Path(__file__).resolve().parent
 ROOT = DEPLOY.parent
 OUT = DEPLOY / ".build"
 TEMPLATE = DEPLOY / "template.yaml"
+STACKS = DEPLOY / "stacks"
 # What the template's Globals name; the build must match them.
 PLATFORM = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
 
@@ -42,14 +43,20 @@ print(time.perf_counter() - t0)
 
 def template_target() -> tuple[str, str, list[str]]:
     """(runtime, architecture, handlers) named by the template."""
-    doc = yaml.safe_load(TEMPLATE.read_text("utf-8"))
-    glob = doc["Globals"]["Function"]
-    handlers = {glob["Handler"]}
-    for res in doc["Resources"].values():
-        if res["Type"] == "AWS::Serverless::Function":
-            handlers.add(res["Properties"].get("Handler", glob["Handler"]))
-    arch = (glob.get("Architectures") or ["x86_64"])[0]
-    return str(glob["Runtime"]), str(arch), sorted(handlers)
+    targets, handlers = set(), set()
+    for path in sorted(STACKS.glob("*.yaml")):  # the root's nested stacks hold the functions
+        doc = yaml.safe_load(path.read_text("utf-8"))
+        glob = doc.get("Globals", {}).get("Function")
+        if glob is None:
+            continue
+        targets.add((str(glob["Runtime"]), str((glob.get("Architectures") or ["x86_64"])[0])))
+        for res in doc["Resources"].values():
+            if res["Type"] == "AWS::Serverless::Function":
+                handlers.add(res["Properties"].get("Handler", glob["Handler"]))
+    if len(targets) != 1:
+        raise SystemExit(f"the stacks name {len(targets)} runtimes: {sorted(targets)}")
+    [(runtime, arch)] = targets
+    return runtime, arch, sorted(handlers)
 
 
 def _pip(*args: str) -> None:

@@ -14,6 +14,7 @@ Intrinsic functions are written in their long form (``Ref``, ``Fn::Sub``,
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,11 @@ def resource_id(queue: str) -> str:
     """``audience.import_chunk`` -> ``AudienceImportChunk`` (CloudFormation logical ids
     are alphanumeric)."""
     return "".join(part[:1].upper() + part[1:] for part in queue.replace(".", "_").split("_") if part)
+
+
+def service_of(queue: str) -> str:
+    """``audience.import_chunk`` -> ``audience``: the service, and so the nested stack."""
+    return queue.split(".", 1)[0]
 
 
 def _sub(text: str) -> dict[str, str]:
@@ -285,7 +291,7 @@ def _event_resources(subscriptions: dict[str, list[str]]) -> dict[str, Any]:
             },
         },
     }
-    targets: list[dict[str, str]] = []
+    targets: dict[str, list[dict[str, str]]] = {}
     for queue, names in subscriptions.items():
         events = [n for n in names if kinds.get(n) == "event"]
         if not events:
@@ -300,16 +306,17 @@ def _event_resources(subscriptions: dict[str, list[str]]) -> dict[str, Any]:
                 "Targets": [{"Arn": _arn(f"{rid}Queue"), "Id": "queue"}],
             },
         }
-        targets.append({"Ref": f"{rid}Queue"})
-    # One policy for every event queue (a policy per queue would cost a resource each, of
-    # CloudFormation's 500): only rules on this stack's bus may send.
-    policy = _queue_policy("", "RulesOfThisBusOnly", "events.amazonaws.com", {"ArnLike": {
-        "aws:SourceArn": _sub("arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:"
-                              "rule/${EventBus}/*")}})
-    policy["Properties"]["Queues"] = targets
-    policy["Properties"]["PolicyDocument"]["Statement"][0]["Resource"] = _sub(
-        "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${QueuePrefix}*")
-    resources["EventQueuesPolicy"] = policy
+        targets.setdefault(service_of(queue), []).append({"Ref": f"{rid}Queue"})
+    # One policy for the event queues of each service (a policy per queue would cost a
+    # resource each): only rules on this stack's bus may send.
+    for service, queues in targets.items():
+        policy = _queue_policy("", "RulesOfThisBusOnly", "events.amazonaws.com", {"ArnLike": {
+            "aws:SourceArn": _sub("arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:"
+                                  "rule/${EventBus}/*")}})
+        policy["Properties"]["Queues"] = queues
+        policy["Properties"]["PolicyDocument"]["Statement"][0]["Resource"] = _sub(
+            "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${QueuePrefix}*")
+        resources[f"{resource_id(service)}EventQueuesPolicy"] = policy
     return resources
 
 
@@ -732,14 +739,254 @@ def template(router: Router | None = None, settings: Settings | None = None) -> 
     }
 
 
+# ---------------------------------------------------------------------------------------
+# The split into nested stacks.  CloudFormation takes at most 500 resources per stack and
+# SAM adds about one per function (its event source mapping), so the logical template
+# above is cut into one nested stack per service, with the shared data (table, bucket,
+# keys, bus, SES configuration set, alarm topic) in ``core`` and the HTTP API in ``http``.
+# ``template.yaml`` is the root: it passes its parameters down and each stack's outputs
+# on to the stacks that refer to them.  The cut is mechanical: a reference to a resource
+# of another stack becomes a parameter of the referring stack (named after the resource,
+# ``Table``; or after the resource and attribute, ``TableArn``) and an output of the
+# owning stack; nothing is written twice.
+
+STACKS = Path(__file__).with_name("stacks")
+CORE, HTTP = "core", "http"
+CORE_IDS = frozenset({
+    "Table", "Bucket", "MasterKey", "DataKey", "EventBus", "EventArchive", "AlarmTopic",
+    "AlarmEmailSubscription", "ConfigurationSet", "ConfigurationSetEvents", "SesEventsTopic",
+    "SesEventsTopicPolicy",
+})
+HTTP_IDS = frozenset({"HttpApi", "HttpApiAccessLogs", "HttpFunction", "ApiDomain", "ApiDomainMapping"})
+# A function's own resources are named after it: FooFunction -> FooFunctionLogs, ...
+DERIVED = ("Logs", "Role", "ErrorRate", "Alarm")
+CODE_URI = "../.build/"  # the nested templates live in deploy/stacks/
+_SUB_VAR = re.compile(r"\$\{([^}!][^}]*)\}")
+
+
+def owners(resources: dict[str, Any], router: Router | None = None) -> dict[str, str]:
+    """Which stack each logical resource goes to."""
+    router = router or default_router()
+    owner = {rid: CORE for rid in CORE_IDS} | {rid: HTTP for rid in HTTP_IDS}
+    for queue in [*router.queues(), SES_EVENTS_QUEUE, UPLOADS_QUEUE]:
+        rid = resource_id(queue)
+        for suffix in ("Queue", "DeadLetterQueue", "Function", "Rule", "S3Policy"):
+            owner[f"{rid}{suffix}"] = service_of(queue)
+        owner[f"{resource_id(service_of(queue))}EventQueuesPolicy"] = service_of(queue)
+    # S3 checks the notification's queue when the bucket is made: the uploads queue (and
+    # its DLQ and policy) live with the bucket; its function lives with the audience.
+    uploads = resource_id(UPLOADS_QUEUE)
+    for suffix in ("Queue", "DeadLetterQueue", "S3Policy"):
+        owner[f"{uploads}{suffix}"] = CORE
+    owner["SesEventsSubscription"] = owner["SesEventsQueuePolicy"] = service_of(SES_EVENTS_QUEUE)
+    for rid in resources:
+        for suffix in DERIVED:
+            base = rid[: -len(suffix)]
+            if rid not in owner and rid.endswith(suffix) and base in owner:
+                owner[rid] = owner[base]
+    missing = sorted(set(resources) - set(owner))
+    if missing:
+        raise ValueError(f"no stack for {', '.join(missing)}: extend owners() in deploy/generate.py")
+    return {rid: owner[rid] for rid in resources}
+
+
+def stack_id(stack: str) -> str:
+    return f"{stack[:1].upper()}{stack[1:]}Stack"
+
+
+class _Scope:
+    """Rewrites the references of one stack's part of the logical template: local ones
+    stay, the root's parameters are declared, another stack's resources are imported."""
+
+    def __init__(self, stack: str, local: set[str], owner: dict[str, str],
+                 params: dict[str, Any], exports: dict[str, dict[str, Any]],
+                 resources: dict[str, Any]) -> None:
+        self.stack, self.local, self.owner, self.root_params = stack, local, owner, params
+        self.exports, self.resources = exports, resources
+        self.params: set[str] = set()
+        self.conditions: set[str] = set()
+        self.imports: dict[str, str] = {}  # parameter -> stack that outputs it
+
+    def _import(self, rid: str, attr: str | None) -> str:
+        name = rid + (attr or "").replace(".", "")
+        if name in self.local or name in self.root_params:
+            raise ValueError(f"{name} would be both a resource or parameter and an import")
+        stack = self.owner[rid]
+        value: Any = {"Fn::GetAtt": [rid, attr]} if attr else {"Ref": rid}
+        output: dict[str, Any] = {"Value": value}
+        if "Condition" in self.resources[rid]:
+            output["Condition"] = self.resources[rid]["Condition"]
+        self.exports[stack][name] = output
+        self.imports[name] = stack
+        return name
+
+    def _cross(self, rid: str, attr: str | None) -> Any:
+        """The expression that stands for another stack's ``rid`` (``.attr``)."""
+        return {"Ref": self._import(rid, attr)}
+
+    def _known(self, name: str) -> bool:
+        if name.startswith("AWS::") or name in self.local:
+            return True
+        if name in self.root_params:
+            self.params.add(name)
+            return True
+        if name not in self.owner:
+            raise ValueError(f"{self.stack}: reference to unknown {name!r}")
+        return False
+
+    def _sub(self, value: Any) -> Any:
+        text, mapping = (value, {}) if isinstance(value, str) else (value[0], dict(value[1]))
+        mapping = {k: self.walk(v) for k, v in mapping.items()}
+        for var in sorted(set(_SUB_VAR.findall(text))):
+            base, _, attr = var.partition(".")
+            if var in mapping or self._known(base):
+                continue
+            text, extra = self._sub_import(text, var, base, attr or None)
+            mapping.update(extra)
+        return {"Fn::Sub": [text, mapping] if mapping else text}
+
+    def _sub_import(self, text: str, var: str, base: str, attr: str | None) -> tuple[str, dict[str, Any]]:
+        name = self._import(base, attr)
+        return text.replace("${" + var + "}", "${" + name + "}"), {}
+
+    def walk(self, node: Any) -> Any:
+        if isinstance(node, list):
+            return [self.walk(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            [(key, value)] = node.items()
+            if key == "Ref" and isinstance(value, str):
+                return node if self._known(value) else self._cross(value, None)
+            if key == "Fn::GetAtt":
+                rid, attr = value if isinstance(value, list) else value.split(".", 1)
+                return node if self._known(rid) else self._cross(rid, attr)
+            if key == "Fn::Sub":
+                return self._sub(value)
+            if key == "Fn::If":
+                self.conditions.add(value[0])
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key == "DependsOn":  # across stacks the root's references order them
+                kept = [d for d in ([value] if isinstance(value, str) else value)
+                        if d in self.local or d not in self.owner]
+                if kept:
+                    out[key] = kept[0] if isinstance(value, str) else kept
+            elif key == "Condition" and isinstance(value, str):
+                self.conditions.add(value)
+                out[key] = value
+            else:
+                out[key] = self.walk(value)
+        return out
+
+
+class _RootScope(_Scope):
+    """The root refers to its stacks' outputs."""
+
+    def _cross(self, rid: str, attr: str | None) -> Any:
+        return {"Fn::GetAtt": [stack_id(self.owner[rid]), f"Outputs.{self._import(rid, attr)}"]}
+
+    def _sub_import(self, text: str, var: str, base: str, attr: str | None) -> tuple[str, dict[str, Any]]:
+        name = self._import(base, attr)
+        expr = {"Fn::GetAtt": [stack_id(self.owner[base]), f"Outputs.{name}"]}
+        return text.replace("${" + var + "}", "${" + name + "}"), {name: expr}
+
+
+def _conditions(scope: _Scope, conditions: dict[str, Any]) -> dict[str, Any]:
+    return {c: scope.walk(conditions[c]) for c in sorted(scope.conditions)}
+
+
+def split(doc: dict[str, Any], owner: dict[str, str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The logical template cut into the root and its nested stacks (by ``owner``)."""
+    order = [CORE, HTTP, *sorted(set(owner.values()) - {CORE, HTTP})]
+    params, resources = doc["Parameters"], doc["Resources"]
+    exports: dict[str, dict[str, Any]] = {s: {} for s in order}
+    children: dict[str, dict[str, Any]] = {}
+    scopes: dict[str, _Scope] = {}
+    for stack in order:
+        mine = {rid: res for rid, res in resources.items() if owner[rid] == stack}
+        scope = scopes[stack] = _Scope(stack, set(mine), owner, params, exports, resources)
+        body = scope.walk(mine)
+        child: dict[str, Any] = {"AWSTemplateFormatVersion": "2010-09-09"}
+        functions = any(r["Type"].startswith("AWS::Serverless::") for r in mine.values())
+        if functions:
+            glob = scope.walk(doc["Globals"])
+            glob["Function"]["CodeUri"] = CODE_URI
+            child["Transform"] = doc["Transform"]
+        child["Description"] = f"Lunamail, {stack}: nested stack of deploy/template.yaml"
+        child["Parameters"] = {}
+        conditions = _conditions(scope, doc["Conditions"])
+        if conditions:
+            child["Conditions"] = conditions
+        if functions:
+            child["Globals"] = glob
+        child["Resources"] = body
+        children[stack] = child
+    root = _RootScope("root", set(), owner, params, exports, resources)
+    outputs = root.walk(doc["Outputs"])
+    root_conditions = _conditions(root, doc["Conditions"])
+    nested: dict[str, Any] = {}
+    for stack in order:
+        scope, child = scopes[stack], children[stack]
+        child["Parameters"] = {p: params[p] for p in params if p in scope.params} | {
+            name: {"Type": "String", "Description": f"{name}, from the {src} stack"}
+            for name, src in sorted(scope.imports.items())}
+        if exports[stack]:
+            child["Outputs"] = dict(sorted(exports[stack].items()))
+        nested[stack_id(stack)] = {
+            "Type": "AWS::CloudFormation::Stack",
+            # sam deploy uploads the nested template and its code (its own CodeUri)
+            "Metadata": {"cfn-lint": {"config": {"ignore_checks": ["W3002"]}}},
+            "Properties": {
+                "TemplateURL": f"stacks/{stack}.yaml",
+                "Parameters": {p: {"Ref": p} for p in params if p in scope.params} | {
+                    name: {"Fn::GetAtt": [stack_id(src), f"Outputs.{name}"]}
+                    for name, src in sorted(scope.imports.items())},
+            },
+        }
+    used = {p for s in scopes.values() for p in s.params} | root.params
+    top = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": "Lunamail: the root stack. Nested stacks: core (table, bucket, keys, bus, "
+        "SES configuration set, alarm topic), http (the HTTP API and its function) and one per "
+        "service (its queues, dead-letter queues, functions, roles, rules and alarms).",
+        "Parameters": {p: v for p, v in params.items() if p in used},
+        **({"Conditions": root_conditions} if root_conditions else {}),
+        "Resources": nested,
+        "Outputs": outputs,
+    }
+    return top, children
+
+
+def stacks(router: Router | None = None, settings: Settings | None = None) -> dict[str, dict[str, Any]]:
+    """What ``generate.py`` writes: ``template.yaml`` (the root) and ``stacks/<name>.yaml``."""
+    doc = template(router, settings)
+    root, children = split(doc, owners(doc["Resources"], router))
+    return {"template.yaml": root, **{f"stacks/{name}.yaml": child for name, child in children.items()}}
+
+
+class _NoAliases(yaml.SafeDumper):
+    """CloudFormation rejects YAML aliases: a value used twice is written twice."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def render(doc: dict[str, Any]) -> str:
-    return HEADER + yaml.safe_dump(doc, sort_keys=False, width=100, default_flow_style=False)
+    return HEADER + yaml.dump(doc, Dumper=_NoAliases, sort_keys=False, width=100,
+                              default_flow_style=False)
 
 
 def main(argv: list[str]) -> int:
-    out = Path(argv[1]) if len(argv) > 1 else TEMPLATE
-    out.write_text(render(template()), encoding="utf-8")
-    print(f"wrote {out}")
+    out = Path(argv[1]) if len(argv) > 1 else TEMPLATE.parent
+    files = stacks()
+    (out / "stacks").mkdir(parents=True, exist_ok=True)
+    for stale in (out / "stacks").glob("*.yaml"):
+        if f"stacks/{stale.name}" not in files:
+            stale.unlink()
+    for name, doc in files.items():
+        (out / name).write_text(render(doc), encoding="utf-8")
+    print(f"wrote {len(files)} templates under {out}")
     return 0
 
 

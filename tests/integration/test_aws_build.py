@@ -25,7 +25,7 @@ def _builder() -> ModuleType:
 def test_the_build_targets_what_the_template_names() -> None:
     build = _builder()
     runtime, arch, handlers = build.template_target()
-    glob = yaml.safe_load((DEPLOY / "template.yaml").read_text("utf-8"))["Globals"]["Function"]
+    glob = yaml.safe_load((DEPLOY / "stacks" / "delivery.yaml").read_text("utf-8"))["Globals"]["Function"]
     assert (runtime, [arch]) == (glob["Runtime"], glob["Architectures"]) == ("python3.13", ["arm64"])
     assert build.PLATFORM[arch] == "manylinux2014_aarch64"
     assert handlers == [

@@ -6,6 +6,7 @@ AWS deployment can never silently miss a consumer.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,10 +20,12 @@ from lunamail.entrypoints.aws.feedback import QUEUE as SES_QUEUE
 from lunamail.entrypoints.aws.uploads import QUEUE as UPLOADS_QUEUE
 from lunamail.runtime.routing import default_router
 from tests.support.deploy import deploy_module
+from tests.support.sam import sam_transform
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 TEMPLATE = DEPLOY / "template.yaml"
 PREFIX = "${QueuePrefix}"
+LIMIT = 470  # CloudFormation's 500 resources per stack, with room for a few more routes
 
 
 def resource_id(queue: str) -> str:
@@ -33,11 +36,73 @@ def _generator() -> ModuleType:
     return deploy_module("generate")
 
 
-@pytest.fixture(scope="module")
-def doc() -> dict[str, Any]:
-    loaded = yaml.safe_load(TEMPLATE.read_text("utf-8"))
+def _load(name: str) -> dict[str, Any]:
+    loaded = yaml.load((DEPLOY / name).read_text("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     assert isinstance(loaded, dict)
     return loaded
+
+
+def _unimport(node: Any, values: dict[str, Any]) -> Any:
+    """``node`` with each imported parameter (or root output reference) replaced by the
+    expression of the other stack it stands for."""
+    if isinstance(node, list):
+        return [_unimport(n, values) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if set(node) == {"Ref"} and node["Ref"] in values:
+        return values[node["Ref"]]
+    if set(node) == {"Fn::GetAtt"} and tuple(node["Fn::GetAtt"]) in values:
+        return values[tuple(node["Fn::GetAtt"])]
+    if set(node) == {"Fn::Sub"}:
+        sub = node["Fn::Sub"]
+        text, mapping = (sub, {}) if isinstance(sub, str) else (sub[0], dict(sub[1]))
+        inline = {name: values[name] for name in values if isinstance(name, str)}
+        inline |= {name: _unimport(v, values) for name, v in mapping.items()}
+        for name, expr in inline.items():
+            if "Ref" in expr:
+                text = text.replace("${" + name + "}", "${" + expr["Ref"] + "}")
+            elif "Fn::GetAtt" in expr:
+                text = text.replace("${" + name + "}", "${" + ".".join(expr["Fn::GetAtt"]) + "}")
+        return {"Fn::Sub": text}
+    return {k: _unimport(v, values) for k, v in node.items()}
+
+
+def _joined() -> dict[str, Any]:
+    """The committed root and nested stacks joined back into one template: every
+    parameter a nested stack imports replaced by the output it is passed."""
+    root = _load("template.yaml")
+    children = {sid: _load(res["Properties"]["TemplateURL"]) for sid, res in root["Resources"].items()}
+    outputs = {(sid, f"Outputs.{name}"): out["Value"]
+               for sid, child in children.items() for name, out in child.get("Outputs", {}).items()}
+    resources: dict[str, Any] = {}
+    globs = []
+    for sid, nested in root["Resources"].items():
+        assert nested["Type"] == "AWS::CloudFormation::Stack"
+        child = children[sid]
+        passed = nested["Properties"]["Parameters"]
+        assert set(passed) == set(child["Parameters"]), sid  # every parameter is given
+        values: dict[Any, Any] = {}
+        for name, value in passed.items():
+            if value == {"Ref": name}:
+                assert name in root["Parameters"]
+            else:
+                values[name] = outputs[tuple(value["Fn::GetAtt"])]
+        assert not set(resources) & set(child["Resources"])  # nothing in two stacks
+        resources |= _unimport(child["Resources"], values)
+        if "Globals" in child:
+            globs.append(_unimport(child["Globals"], values))
+    assert globs and all(g == globs[0] for g in globs)
+    return {
+        "Parameters": root["Parameters"],
+        "Globals": globs[0],
+        "Resources": resources,
+        "Outputs": _unimport(root["Outputs"], dict(outputs)),
+    }
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    return _joined()
 
 
 def _of_type(doc: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -224,14 +289,56 @@ def test_every_function_has_its_own_role_logs_alarm_and_tracing(doc: dict[str, A
             assert (props["MetricName"], props["Threshold"]) == ("ApproximateNumberOfMessagesVisible", 1)
 
 
-def test_the_stack_stays_within_cloudformations_500_resources(doc: dict[str, Any]) -> None:
-    """After the SAM transform each function with an SQS event also has its event source
-    mapping, and the HTTP API its stage and invoke permission: about 10 resources per new
-    route.  Fail while there is room for a few more, not at the deploy."""
-    functions = _of_type(doc, "AWS::Serverless::Function").values()
-    mappings = sum(1 for f in functions for e in f["Properties"]["Events"].values() if e["Type"] == "SQS")
-    transformed = len(doc["Resources"]) + mappings + 3
-    assert transformed <= 470, f"{transformed} resources after the transform: split the stack"
+def _transformed_size(child: dict[str, Any]) -> int:
+    """Resources of a nested stack after the SAM transform (which adds each function's
+    event source mappings, and the HTTP API's stage and invoke permission)."""
+    params = {k: str(v.get("Default", "")) or "x" for k, v in child["Parameters"].items()}
+    return len(sam_transform(child, params)["Resources"])
+
+
+def test_every_stack_stays_within_cloudformations_500_resources() -> None:
+    """Each nested stack is far below the limit, and so is the root; fail while there is
+    room for more routes, not at the deploy."""
+    root = _load("template.yaml")
+    sizes = {"root": len(root["Resources"])}
+    for sid, nested in root["Resources"].items():
+        sizes[sid] = _transformed_size(_load(nested["Properties"]["TemplateURL"]))
+    assert max(sizes.values()) <= LIMIT, f"{sizes}: split the largest stack further"
+    # the split is what keeps the whole under the limit: together they are well over a stack's worth
+    assert sum(sizes.values()) > 400, sizes
+
+
+def test_the_stacks_joined_are_the_logical_template(doc: dict[str, Any]) -> None:
+    """The cut loses and adds nothing: joined back through their parameters and outputs,
+    the stacks are the generator's single logical template."""
+    logical = _generator().template()
+    glob = copy.deepcopy(doc["Globals"])
+    assert glob["Function"]["CodeUri"] == "../.build/"  # relative to deploy/stacks/
+    glob["Function"]["CodeUri"] = logical["Globals"]["Function"]["CodeUri"]
+    assert glob == logical["Globals"]
+    assert doc["Parameters"] == logical["Parameters"]
+    assert doc["Outputs"] == logical["Outputs"]
+    assert set(doc["Resources"]) == set(logical["Resources"])
+    for rid, res in logical["Resources"].items():
+        assert doc["Resources"][rid] == res, rid
+
+
+def test_core_stack_holds_the_data_and_each_service_its_functions() -> None:
+    root = _load("template.yaml")
+    assert set(root["Resources"]) == {
+        "CoreStack", "HttpStack", *(f"{s.capitalize()}Stack" for s in
+                                    ("accounts", "audience", "campaigns", "delivery", "feedback",
+                                     "guard", "reports", "tracking"))}
+    core = _load("stacks/core.yaml")["Resources"]
+    assert {"Table", "Bucket", "MasterKey", "DataKey", "EventBus", "ConfigurationSet"} <= set(core)
+    assert not [r for r in core.values() if r["Type"] == "AWS::Serverless::Function"]
+    for sid, nested in root["Resources"].items():
+        child = _load(nested["Properties"]["TemplateURL"])
+        service = sid.removesuffix("Stack").lower()
+        for fid, res in child["Resources"].items():
+            if res["Type"] == "AWS::Serverless::Function" and fid != "HttpFunction":
+                queue = res["Properties"]["Environment"]["Variables"]["LUNAMAIL_LAMBDA_QUEUE"]
+                assert queue.split(".")[0] == service, fid
 
 
 def test_table_is_the_single_table_shape(doc: dict[str, Any]) -> None:
@@ -250,14 +357,20 @@ def test_table_is_the_single_table_shape(doc: dict[str, Any]) -> None:
     assert len(_of_type(doc, "AWS::S3::Bucket")) == 1
 
 
-def test_committed_template_is_what_the_generator_writes_now() -> None:
+def test_committed_templates_are_what_the_generator_writes_now() -> None:
     """Routes, defaults (max attempts) or the generator changed: run deploy/generate.py."""
     gen = _generator()
-    assert TEMPLATE.read_text("utf-8") == gen.render(gen.template())
+    files = gen.stacks()
+    assert sorted(p.relative_to(DEPLOY).as_posix() for p in (DEPLOY / "stacks").glob("*.yaml")) == sorted(
+        f for f in files if f.startswith("stacks/"))
+    for name, stack in files.items():
+        assert (DEPLOY / name).read_text("utf-8") == gen.render(stack), name
 
 
-def test_cfn_lint_passes() -> None:
+@pytest.mark.parametrize("name", ["template.yaml", *sorted(
+    f"stacks/{p.name}" for p in (DEPLOY / "stacks").glob("*.yaml"))])
+def test_cfn_lint_passes(name: str) -> None:
     from cfnlint.api import ManualArgs, lint_file
 
-    matches = lint_file(TEMPLATE, config=ManualArgs())
+    matches = lint_file(DEPLOY / name, config=ManualArgs())
     assert [str(m) for m in matches] == []
