@@ -163,6 +163,11 @@ def test_a_state_from_elsewhere_is_refused(system: System, console_port: int) ->
     # the right state, but in a browser that did not start the sign-in (no state cookie)
     stranger = _browser(system, console_port)
     refused(back(stranger, callback), stranger, "did not start in this browser")
+    # the provider's own refusal (the person said no) ends this sign-in cleanly
+    other = _browser(system, console_port)
+    state = parse_qs(urlsplit(start(other)).query)["state"][0]
+    denied = other.get("/login/sso/callback", params={"error": "access_denied", "state": state})
+    refused(denied, other, "did not sign you in (access_denied)")
     # hostile sizes are refused, not processed
     huge = browser.get("/login/sso/callback", params={"code": "c" * 30_000, "state": "s" * 30_000})
     assert huge.status_code in (401, 414, 431)

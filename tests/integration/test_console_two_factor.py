@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lunamail.ports.clock import FakeClock
-from lunamail.services.accounts import two_factor
+from lunamail.services.accounts import two_factor, users
 from tests.integration.console_fixtures import (
     PASSWORD,
     Console,
@@ -146,6 +146,17 @@ def test_an_owner_requires_it_and_a_user_without_one_sets_it_up_before_signing_i
     assert browser.post("/settings/two-factor/stop", data={"csrf": viewer_token, "code": "x"}).status_code == 409
     # the other account's users still sign in with a password
     assert sign_in(console.client(), console.email("viewer", "beta")).headers["location"] == "/"
+    # a new user's one-time link sets the password, then asks for the second factor too
+    deps = console.system.deps
+    users.add_user(deps, "alpha", "newcomer@alpha.example.com", "editor")
+    token = users.issue_link(deps, "alpha", "newcomer@alpha.example.com")
+    newcomer = console.client()
+    form = newcomer.get(f"/login/link/{token}")
+    resp = newcomer.post(f"/login/link/{token}", data={"csrf": csrf_of(form.text), "password": "a fine new password",
+                                                     "confirm": "a fine new password"})
+    assert resp.status_code == 303 and resp.headers["location"] == "/login/two-factor"
+    assert SESSION not in resp.headers.get("set-cookie", "") and newcomer.get("/lists").status_code == 303
+    assert "Set up two-factor sign-in" in newcomer.get("/login/two-factor").text
 
 
 def test_the_settings_screen_shows_the_sending_defaults_and_guard_thresholds(console: Console) -> None:
