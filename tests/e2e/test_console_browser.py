@@ -5,7 +5,8 @@ Debian's Chromium driven by Playwright.
 A new owner signs in with the one-time link and sets a password, creates a list,
 imports a CSV whose town column is remapped to a custom field, writes a campaign while
 the preview follows, sends a test, sends to the SMTP server, watches the live report
-move, pauses and resumes, and cancels another campaign.  Every screen is checked with
+move, pauses and resumes, finds the recipient the relay refused in the ledger with its
+reply, and cancels another campaign.  Every screen is checked with
 axe-core (no serious or critical violation) and photographed: into ``docs/screenshots/``
 (which the README shows) when ``UPDATE_SCREENSHOTS=1`` is set, else into the test's own
 temporary folder, so a test run leaves the work tree as it found it.
@@ -40,6 +41,7 @@ AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 OWNER = "owner@example.com"
 PASSWORD = "moonlight sonata 1801"
 READERS = 60
+REFUSED = "reader007@example.com"  # the relay refuses this one (550 5.1.1)
 
 
 @dataclass
@@ -54,7 +56,7 @@ class Running:
 def running(tmp_path: Path) -> Iterator[Running]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    with CaptureServer("127.0.0.1", 0) as smtp:
+    with CaptureServer("127.0.0.1", 0, fail={REFUSED: (550, "5.1.1 no such user here")}) as smtp:
         system = bootstrap_in(tmp_path / "data", settings_overrides={
             "base_url": base, "smtp_url": f"smtp://127.0.0.1:{smtp.port}", "send_rate": 4.0,
             "batch_size": 10, "page_size": 20, "workers": 2, "smtp_connections": 1,
@@ -240,10 +242,17 @@ def test_a_new_owner_runs_the_whole_job_in_the_console(running: Running, tmp_pat
             seen.add(_count(page, "sent"))
             page.locator("#r-status", has_text="sent").wait_for(timeout=60_000)
             page.get_by_text("final numbers").wait_for()
-            assert _count(page, "sent") == READERS
+            assert _count(page, "sent") == READERS - 1 and _count(page, "failed") == 1
             assert len(seen) >= 3  # the numbers moved while we watched
             shot("report-final")
-            assert running.smtp.wait_for(READERS + 1, timeout=30)
+            assert running.smtp.wait_for(READERS, timeout=30)  # the test copy and all but the refused one
+            # the refused recipient in the ledger, with what the relay said
+            page.get_by_role("link", name="refused", exact=True).click()
+            page.get_by_role("heading", name="Recipients: Spring issue").wait_for()
+            ledger = page.inner_text("main")
+            assert REFUSED in ledger and "550" in ledger and "no such user here" in ledger
+            assert "reader008@example.com" not in ledger
+            shot("report-refused-recipients")
 
             # 6. another campaign, sent and cancelled
             page.get_by_role("navigation", name="Main").get_by_role("link", name="Campaigns").click()

@@ -49,7 +49,8 @@ def first_run(env: Env, actor: Actor) -> FirstRun:
     signed = [c for c in found if c.from_email and signing_domain(keys, c.from_email.rpartition("@")[2])]
     with_people = [x for x in lists if sum(x["counts"].values())]
     drafts = [c for c in found if str(c.status) == "draft"]
-    sent = [c for c in found if str(c.status) != "draft"]
+    # newest first, a fully sent one before those still sending, paused or cancelled
+    sent = sorted((c for c in found if str(c.status) != "draft"), key=lambda c: str(c.status) != "sent")
     if not keys:
         domain_detail = ("No DKIM key yet: make one for your domain, publish its DNS record and set "
                          "LUNAMAIL_DKIM, so your mail is signed; then write campaigns From that domain.")
