@@ -82,6 +82,12 @@ class QueueContract(ABC):
         assert len(q.receive(["a"], max_messages=10)) == 4
         assert q.receive(["a"]) == []
 
+    def test_a_message_keeps_its_fairness_group(self, q: Queue) -> None:
+        q.send("a", b"1", group="acct-1")
+        q.send_many([("a", b"2", "acct-2"), ("a", b"3")])
+        got = {m.body: m.group for m in q.receive(["a"], max_messages=10)}
+        assert got == {b"1": "acct-1", b"2": "acct-2", b"3": ""}
+
     def test_ack_removes(self, q: Queue, clock: FakeClock) -> None:
         q.send("a", b"x")
         [m] = q.receive(["a"], visibility_timeout=5)

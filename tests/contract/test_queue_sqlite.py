@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,82 @@ def test_ack_and_receive_ignores_a_stale_receipt(tmp_path: Path) -> None:
         # the first worker finished late: its ack must not delete the new claim
         assert [m.body for m in q.ack_and_receive([old], ["a"], visibility_timeout=30)] == [b"y"]
         assert q.depth() == {"a": 2}
+
+
+def _drain_one_by_one(q: SqliteQueue, n: int) -> list[bytes]:
+    """What ``n`` claims of one message each get (acked at once, like a worker with one slot)."""
+    out = []
+    for _ in range(n):
+        [m] = q.receive(["send"], max_messages=1)
+        out.append(m.body)
+        q.ack(m)
+    return out
+
+
+def test_a_backlog_of_one_group_does_not_hold_back_another(tmp_path: Path) -> None:
+    with SqliteQueue(tmp_path / "q.db", clock=FakeClock()) as q:
+        q.send_many([("send", b"a%d" % i, "a") for i in range(50)])
+        q.send_many([("send", b"b%d" % i, "b") for i in range(3)])
+        q.send_many([("send", b"c0", "c")])
+        got = _drain_one_by_one(q, 10)
+        # turns: each group in order of its oldest message, then whoever waited longest
+        assert got == [b"a0", b"b0", b"c0", b"a1", b"b1", b"a2", b"b2", b"a3", b"a4", b"a5"]
+
+
+def test_a_claim_is_shared_between_groups(tmp_path: Path) -> None:
+    with SqliteQueue(tmp_path / "q.db", clock=FakeClock()) as q:
+        q.send_many([("r", b"a%03d" % i, "a") for i in range(100)])
+        q.send_many([("r", b"b%d" % i, "b") for i in range(10)])
+        q.send_many([("r", b"c%d" % i, "c") for i in range(3)])
+        got = q.receive(["r"], max_messages=30)
+        by_group: dict[str, list[bytes]] = {}
+        for m in got:
+            by_group.setdefault(m.group, []).append(m.body)
+        assert {g: len(v) for g, v in by_group.items()} == {"a": 17, "b": 10, "c": 3}
+        assert by_group["a"] == [b"a%03d" % i for i in range(17)]  # in order within a group
+        # the next claim starts with the group served longest ago ("a" was served first)
+        [m] = q.receive(["r"], max_messages=1)
+        assert m.group == "a"
+
+
+def test_turns_are_shared_by_every_process_on_the_file(tmp_path: Path) -> None:
+    clock = FakeClock()
+    with SqliteQueue(tmp_path / "q.db", clock=clock) as one, SqliteQueue(tmp_path / "q.db", clock=clock) as two:
+        one.send_many([("send", b"a%d" % i, "a") for i in range(5)])
+        one.send_many([("send", b"b%d" % i, "b") for i in range(5)])
+        got = [m.group for q in (one, two, one, two, one, two) for m in q.receive(["send"], max_messages=1)]
+        assert got == ["a", "b", "a", "b", "a", "b"]
+
+
+def test_groups_survive_retries_and_dead_letters(tmp_path: Path) -> None:
+    clock = FakeClock()
+    retry = RetryPolicy(max_attempts=2, base_delay=1, max_delay=1, jitter=0)
+    with SqliteQueue(tmp_path / "q.db", clock=clock, retry=retry) as q:
+        q.send("a", b"x", group="acct")
+        [m] = q.receive(["a"])
+        assert not q.fail(m, "boom")
+        clock.advance(2)
+        [m] = q.receive(["a"])
+        assert m.group == "acct"
+        assert q.fail(m, "boom again")
+        assert q.replay() == 1
+        [m] = q.receive(["a"])
+        assert (m.body, m.group) == (b"x", "acct")
+
+
+def test_a_queue_file_from_before_groups_is_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL,"
+        " body BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, visible_at REAL NOT NULL,"
+        " receipt TEXT, enqueued_at REAL NOT NULL, last_error TEXT);"
+        "CREATE TABLE dead_letters (id INTEGER PRIMARY KEY, queue TEXT NOT NULL, body BLOB NOT NULL,"
+        " attempts INTEGER NOT NULL, error TEXT NOT NULL, failed_at REAL NOT NULL,"
+        " enqueued_at REAL NOT NULL);"
+        "INSERT INTO messages (queue, body, visible_at, enqueued_at) VALUES ('a', X'6f6c64', 0, 0);"
+    )
+    db.close()
+    with SqliteQueue(path) as q:
+        q.send("a", b"new", group="g")
+        assert {(m.body, m.group) for m in q.receive(["a"])} == {(b"old", ""), (b"new", "g")}

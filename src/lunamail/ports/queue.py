@@ -4,6 +4,11 @@ Shaped after SQS: a message is received with a visibility timeout, and comes
 back if it is not acknowledged in time (a crashed worker loses nothing).
 ``fail`` schedules a retry with exponential backoff and jitter; after the
 last attempt the message moves to the dead-letter queue with its error.
+
+A message may name a fairness *group* (the account it belongs to), like the
+``MessageGroupId`` of an SQS fair queue: receivers share a queue's work between
+the groups that have messages waiting instead of serving the oldest first, so one
+group's backlog cannot starve another's.  Order is kept within a group only.
 """
 
 from __future__ import annotations
@@ -11,6 +16,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+Outgoing = tuple[str, bytes] | tuple[str, bytes, str]
+"""What ``send_many`` takes: ``(queue, body)``, or ``(queue, body, group)`` with a
+fairness group."""
+
+
+def parts(item: Outgoing) -> tuple[str, bytes, str]:
+    """``(queue, body, group)`` of an item (group "" when it names none)."""
+    return (item[0], item[1], item[2]) if len(item) > 2 else (item[0], item[1], "")
 
 
 @dataclass(frozen=True)
@@ -23,6 +37,7 @@ class Received:
     attempts: int
     receipt: str
     enqueued_at: float
+    group: str = ""  # the fairness group it was sent with ("" for none)
 
 
 @dataclass(frozen=True)
@@ -49,12 +64,13 @@ class QueueError(Exception):
 
 @runtime_checkable
 class Queue(Protocol):
-    def send(self, queue: str, body: bytes, *, delay: float = 0.0) -> str:
+    def send(self, queue: str, body: bytes, *, delay: float = 0.0, group: str = "") -> str:
         """Enqueue one message; returns its id."""
         ...
 
-    def send_many(self, items: Sequence[tuple[str, bytes]], *, delay: float = 0.0) -> list[str]:
-        """Enqueue several (queue, body) pairs in one durable write."""
+    def send_many(self, items: Sequence[Outgoing], *, delay: float = 0.0) -> list[str]:
+        """Enqueue several ``(queue, body)`` or ``(queue, body, group)`` items in one
+        durable write."""
         ...
 
     def receive(
@@ -65,7 +81,9 @@ class Queue(Protocol):
         visibility_timeout: float = 30.0,
     ) -> list[Received]:
         """Messages now visible on the named queues (all queues if None), hidden for
-        ``visibility_timeout`` seconds.  Returns at once (possibly empty)."""
+        ``visibility_timeout`` seconds.  Returns at once (possibly empty).  The claim is
+        shared out between the fairness groups with visible messages, the groups served
+        longest ago first."""
         ...
 
     def ack(self, msg: Received) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 
 from lunamail.domain.messages import Later, Message
 from lunamail.ports.events import EventPublisher
-from lunamail.ports.queue import Queue
+from lunamail.ports.queue import Outgoing, Queue
 from lunamail.runtime.routing import Router
 
 log = logging.getLogger("lunamail.runtime.bus")
@@ -19,6 +19,9 @@ class Bus:
 
     Every message of one ``publish`` call goes out in a single ``send_many``,
     so a handler's emitted events become durable together (all or none).
+    Each queue entry names its message's account as its fairness group: a worker
+    shares its claims between accounts, so one account's backlog (a huge or hostile
+    campaign) never holds back another account's sending or reporting.
     A message nobody consumes is dropped on purpose (events are facts; having
     no listener yet is normal) and only counted.
 
@@ -47,7 +50,7 @@ class Bus:
         """
         if isinstance(messages, Message | Later):
             messages = (messages,)
-        groups: dict[float, list[tuple[str, bytes]]] = {}
+        groups: dict[float, list[Outgoing]] = {}
         on_bus: list[tuple[str, bytes]] = []
         dropped = 0
         for item in messages:
@@ -63,7 +66,7 @@ class Bus:
                 on_bus.append((msg.NAME, body))
                 continue
             group = groups.setdefault(wait, [])
-            group.extend((self.router.queue_name(h), body) for h in handlers)
+            group.extend((self.router.queue_name(h), body, msg.account) for h in handlers)
         if dropped:
             with self._lock:
                 self.dropped += dropped

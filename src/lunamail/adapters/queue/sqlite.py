@@ -12,6 +12,10 @@ Semantics follow SQS so handlers behave the same locally and on AWS:
 * a message received ``max_attempts`` times without ever being acked or
   failed (it keeps crashing its worker) is dead-lettered on the next receive,
   like SQS's ``maxReceiveCount``, so a poison message cannot loop forever.
+* fair between groups: a claim is shared out round-robin between the fairness
+  groups (accounts) with visible messages, the ``(queue, group)`` served longest
+  ago first (a small table of turns), so one account's backlog of batches
+  cannot hold back another account's; order is kept within a group.
 
 Time comes from an injectable :class:`~lunamail.ports.clock.Clock` (wall
 clock, since several processes share the file), so tests move time instead of
@@ -32,7 +36,7 @@ from pathlib import Path
 
 from lunamail.adapters.sqlite_writer import WriterLock
 from lunamail.ports.clock import Clock, SystemClock
-from lunamail.ports.queue import DeadLetter, QueueError, Received, RetryPolicy
+from lunamail.ports.queue import DeadLetter, Outgoing, QueueError, Received, RetryPolicy, parts
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -43,7 +47,8 @@ CREATE TABLE IF NOT EXISTS messages (
     visible_at  REAL NOT NULL,
     receipt     TEXT,
     enqueued_at REAL NOT NULL,
-    last_error  TEXT
+    last_error  TEXT,
+    grp         TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS messages_by_visibility ON messages (visible_at, queue);
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -53,9 +58,21 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     attempts    INTEGER NOT NULL,
     error       TEXT NOT NULL,
     failed_at   REAL NOT NULL,
-    enqueued_at REAL NOT NULL
+    enqueued_at REAL NOT NULL,
+    grp         TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS dead_letters_by_time ON dead_letters (failed_at);
+"""
+
+# After the columns exist (files from before groups get them added first).
+_FAIR_SCHEMA = """
+CREATE INDEX IF NOT EXISTS messages_by_group ON messages (queue, grp, visible_at);
+CREATE TABLE IF NOT EXISTS turns (
+    queue TEXT NOT NULL,
+    grp   TEXT NOT NULL,
+    turn  INTEGER NOT NULL,
+    PRIMARY KEY (queue, grp)
+) WITHOUT ROWID;
 """
 
 _TIMED_OUT = (
@@ -81,6 +98,23 @@ def _close_quietly(db: sqlite3.Connection) -> None:
         db.close()
 
 
+def _add_groups(db: sqlite3.Connection) -> None:
+    """Give a queue file from before fairness groups its ``grp`` columns, index and turns
+    (once, under the write lock: other processes may open the file at the same time)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for table in ("messages", "dead_letters"):
+            columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            if "grp" not in columns:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN grp TEXT NOT NULL DEFAULT ''")
+        for statement in filter(str.strip, _FAIR_SCHEMA.split(";")):
+            db.execute(statement)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 def _receipt() -> str:
     return os.urandom(8).hex()
 
@@ -92,6 +126,31 @@ def _key(message_id: str) -> int | None:
         return int(message_id)
     except ValueError:
         return None
+
+
+_FIRST_GROUP = (
+    "SELECT grp, visible_at FROM messages INDEXED BY messages_by_group WHERE queue = ?"
+    " ORDER BY grp, visible_at LIMIT 1"
+)
+_NEXT_GROUP = (
+    "SELECT grp, visible_at FROM messages INDEXED BY messages_by_group WHERE queue = ? AND grp > ?"
+    " ORDER BY grp, visible_at LIMIT 1"
+)
+_PRUNE_EVERY = 256  # claims of one process between prunes of the turns table
+
+
+def _queue_names(db: sqlite3.Connection) -> list[str]:
+    """The queues that hold messages (a skip scan of the group index)."""
+    names: list[str] = []
+    row = db.execute("SELECT MIN(queue) FROM messages").fetchone()
+    while row is not None and row[0] is not None:
+        names.append(row[0])
+        row = db.execute(
+            "SELECT queue FROM messages INDEXED BY messages_by_group WHERE queue > ?"
+            " ORDER BY queue LIMIT 1",
+            (row[0],),
+        ).fetchone()
+    return names
 
 
 _IN_CHUNK = 500  # ids per ``IN (...)``, well under SQLite's limit on bound parameters
@@ -150,6 +209,7 @@ class SqliteQueue:
         self._all_lock = threading.Lock()
         self._closed = False
         self._ready = False
+        self._claims = 0
         self._conn()  # create the file and schema now, so errors surface at startup
 
     # ------------------------------------------------------------ connections
@@ -174,6 +234,7 @@ class SqliteQueue:
                     if str(mode).lower() != "wal":
                         db.execute("PRAGMA journal_mode=WAL")
                     db.executescript(_SCHEMA)
+                    _add_groups(db)
                     self._ready = True
         held = _Conn(db)
         self._local.conn = held
@@ -202,23 +263,23 @@ class SqliteQueue:
 
     # ------------------------------------------------------------ sending
 
-    def send(self, queue: str, body: bytes, *, delay: float = 0.0) -> str:
-        return self.send_many([(queue, body)], delay=delay)[0]
+    def send(self, queue: str, body: bytes, *, delay: float = 0.0, group: str = "") -> str:
+        return self.send_many([(queue, body, group)], delay=delay)[0]
 
-    def send_many(self, items: Sequence[tuple[str, bytes]], *, delay: float = 0.0) -> list[str]:
+    def send_many(self, items: Sequence[Outgoing], *, delay: float = 0.0) -> list[str]:
         if not items:
             return []
         if delay < 0:
             raise ValueError("delay must be >= 0")
         now = self._clock.now()
         visible_at = now + delay
-        rows = [(q, bytes(body), visible_at, now) for q, body in items]
+        rows = [(q, bytes(body), visible_at, now, g) for q, body, g in map(parts, items)]
         with self._tx() as db:
             # AUTOINCREMENT keys of one insert run are consecutive while we hold the
             # write lock, so the ids follow from the last one without a query per row.
             db.executemany(
-                "INSERT INTO messages (queue, body, attempts, visible_at, enqueued_at)"
-                " VALUES (?, ?, 0, ?, ?)",
+                "INSERT INTO messages (queue, body, attempts, visible_at, enqueued_at, grp)"
+                " VALUES (?, ?, 0, ?, ?, ?)",
                 rows,
             )
             (last,) = db.execute(
@@ -273,30 +334,108 @@ class SqliteQueue:
         visible_at = now + visibility_timeout
         with self._tx() as db:
             self._delete_acked(db, done)
-            while len(out) < max_messages:
-                rows = db.execute(
-                    f"SELECT id, queue, body, attempts, enqueued_at FROM messages WHERE {where}"
-                    " ORDER BY visible_at LIMIT ?",
-                    [*params, max_messages - len(out)],
-                ).fetchall()
-                if not rows:
-                    break
-                claims: list[tuple[int]] = []
-                for mid, q, body, attempts, enqueued_at in rows:
-                    if attempts >= self.retry.max_attempts:
-                        self._bury(db, mid, _TIMED_OUT.format(n=attempts), now)
-                        continue
-                    claims.append((mid,))
-                    out.append(
-                        Received(str(mid), q, bytes(body), attempts + 1, receipt, enqueued_at)
-                    )
-                for part in _chunks([mid for (mid,) in claims]):
-                    db.execute(
-                        "UPDATE messages SET visible_at = ?, receipt = ?, attempts = attempts + 1"
-                        f" WHERE id IN ({','.join('?' * len(part))})",
-                        [visible_at, receipt, *part],
-                    )
+            self._claim_fairly(db, queues, now, max_messages, receipt, visible_at, out)
         return out
+
+    def _claim_fairly(
+        self,
+        db: sqlite3.Connection,
+        queues: Sequence[str] | None,
+        now: float,
+        max_messages: int,
+        receipt: str,
+        visible_at: float,
+        out: list[Received],
+    ) -> None:
+        """Share ``max_messages`` between the visible ``(queue, group)`` pairs: equal shares
+        in rounds, the pairs served longest ago first (so a claim of one message goes to the
+        group whose turn it is), what a pair cannot use going to the others."""
+        pending = self._visible_groups(db, queues, now)
+        served: dict[tuple[str, str], None] = {}
+        while len(out) < max_messages and pending:
+            share = max(1, (max_messages - len(out)) // len(pending))
+            still = []
+            for q, g in pending:
+                want = min(share, max_messages - len(out))
+                if want <= 0:
+                    break
+                before = len(out)
+                if self._take(db, q, g, now, want, receipt, visible_at, out) == want:
+                    still.append((q, g))  # may have more
+                if len(out) > before:
+                    served[(q, g)] = None
+            pending = still
+        if served:
+            (turn,) = db.execute("SELECT COALESCE(MAX(turn), 0) FROM turns").fetchone()
+            db.executemany(
+                "INSERT INTO turns (queue, grp, turn) VALUES (?, ?, ?)"
+                " ON CONFLICT (queue, grp) DO UPDATE SET turn = excluded.turn",
+                [(q, g, int(turn) + i) for i, (q, g) in enumerate(served, 1)],
+            )
+        self._claims += 1
+        if self._claims % _PRUNE_EVERY == 0:  # forget the turns of groups gone quiet
+            db.execute(
+                "DELETE FROM turns WHERE NOT EXISTS (SELECT 1 FROM messages INDEXED BY"
+                " messages_by_group m WHERE m.queue = turns.queue AND m.grp = turns.grp)"
+            )
+
+    @staticmethod
+    def _visible_groups(
+        db: sqlite3.Connection, queues: Sequence[str] | None, now: float
+    ) -> list[tuple[str, str]]:
+        """The ``(queue, group)`` pairs with a visible message, in serving order: the turn
+        they were last served (never: first), then their oldest message.  One index step per
+        group (a skip scan), however many messages each group has waiting."""
+        names = list(queues) if queues is not None else _queue_names(db)
+        found: list[tuple[str, str, float]] = []
+        for q in names:
+            row = db.execute(_FIRST_GROUP, (q,)).fetchone()
+            while row is not None:
+                g, oldest = row
+                if oldest <= now:
+                    found.append((q, g, oldest))
+                row = db.execute(_NEXT_GROUP, (q, g)).fetchone()
+        if not found:
+            return []
+        if len(found) == 1:
+            return [found[0][:2]]
+        turns = {(q, g): t for q, g, t in db.execute("SELECT queue, grp, turn FROM turns")}
+        found.sort(key=lambda f: (turns.get((f[0], f[1]), 0), f[2]))
+        return [(q, g) for q, g, _ in found]
+
+    def _take(
+        self,
+        db: sqlite3.Connection,
+        q: str,
+        g: str,
+        now: float,
+        want: int,
+        receipt: str,
+        visible_at: float,
+        out: list[Received],
+    ) -> int:
+        """Claim up to ``want`` of the oldest visible messages of one group of one queue into
+        ``out``; returns how many rows were looked at (a poison message is buried, not
+        claimed)."""
+        rows = db.execute(
+            "SELECT id, body, attempts, enqueued_at FROM messages INDEXED BY messages_by_group"
+            " WHERE queue = ? AND grp = ? AND visible_at <= ? ORDER BY visible_at LIMIT ?",
+            (q, g, now, want),
+        ).fetchall()
+        claims: list[int] = []
+        for mid, body, attempts, enqueued_at in rows:
+            if attempts >= self.retry.max_attempts:
+                self._bury(db, mid, _TIMED_OUT.format(n=attempts), now)
+                continue
+            claims.append(mid)
+            out.append(Received(str(mid), q, bytes(body), attempts + 1, receipt, enqueued_at, g))
+        for part in _chunks(claims):
+            db.execute(
+                "UPDATE messages SET visible_at = ?, receipt = ?, attempts = attempts + 1"
+                f" WHERE id IN ({','.join('?' * len(part))})",
+                [visible_at, receipt, *part],
+            )
+        return len(rows)
 
     def ack_many(self, msgs: Sequence[Received]) -> None:
         """Ack several messages in one transaction (stale receipts are ignored, as in ``ack``)."""
@@ -359,7 +498,7 @@ class SqliteQueue:
     def _bury(db: sqlite3.Connection, mid: int | None, error: str, now: float) -> None:
         db.execute(
             "INSERT OR REPLACE INTO dead_letters (id, queue, body, attempts, error, failed_at,"
-            " enqueued_at) SELECT id, queue, body, attempts, ?, ?, enqueued_at FROM messages"
+            " enqueued_at, grp) SELECT id, queue, body, attempts, ?, ?, enqueued_at, grp FROM messages"
             " WHERE id = ?",
             (error, now, mid),
         )
@@ -381,12 +520,12 @@ class SqliteQueue:
 
     def replay(self, ids: Sequence[str] | None = None) -> int:
         now = self._clock.now()
-        select = "SELECT id, queue, body, ?, 0, enqueued_at FROM dead_letters"
+        select = "SELECT id, queue, body, ?, 0, enqueued_at, grp FROM dead_letters"
         with self._tx() as db:
             if ids is None:
                 cur = db.execute(
                     "INSERT OR REPLACE INTO messages (id, queue, body, visible_at, attempts,"
-                    f" enqueued_at) {select}",
+                    f" enqueued_at, grp) {select}",
                     (now,),
                 )
                 moved = cur.rowcount
@@ -396,7 +535,7 @@ class SqliteQueue:
             for mid in dict.fromkeys(k for k in map(_key, ids) if k is not None):
                 cur = db.execute(
                     "INSERT OR REPLACE INTO messages (id, queue, body, visible_at, attempts,"
-                    f" enqueued_at) {select} WHERE id = ?",
+                    f" enqueued_at, grp) {select} WHERE id = ?",
                     (now, mid),
                 )
                 if cur.rowcount:

@@ -43,6 +43,9 @@ Semantics and where they differ from the local queue:
   peek); listed messages are made visible again at once.
 * ``depth`` uses the approximate counters (visible + in flight + delayed),
   which SQS updates within about a minute.
+* Fairness groups are SQS's ``MessageGroupId`` on a standard queue (a *fair
+  queue*): SQS itself keeps one group's backlog from delaying the others', by
+  the dwell time of each group's messages rather than the local queue's turns.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from lunamail.adapters.queue.sqlite import backoff_delay
-from lunamail.ports.queue import DeadLetter, QueueError, Received, RetryPolicy
+from lunamail.ports.queue import DeadLetter, Outgoing, QueueError, Received, RetryPolicy, parts
 
 log = logging.getLogger("lunamail.adapters.queue.sqs")
 
@@ -192,6 +195,7 @@ def _incoming(
         attempts=int(system.get("ApproximateReceiveCount") or 1),
         receipt=receipt,
         enqueued_at=enqueued,
+        group=str(system.get("MessageGroupId") or ""),
     )
     return Incoming(received, attributes, _float(attributes.get(A_DUE)))
 
@@ -364,10 +368,10 @@ class SqsQueue:
 
     # ------------------------------------------------------------ sending
 
-    def send(self, queue: str, body: bytes, *, delay: float = 0.0) -> str:
-        return self.send_many([(queue, body)], delay=delay)[0]
+    def send(self, queue: str, body: bytes, *, delay: float = 0.0, group: str = "") -> str:
+        return self.send_many([(queue, body, group)], delay=delay)[0]
 
-    def send_many(self, items: Sequence[tuple[str, bytes]], *, delay: float = 0.0) -> list[str]:
+    def send_many(self, items: Sequence[Outgoing], *, delay: float = 0.0) -> list[str]:
         self._check_open()
         if not items:
             return []
@@ -377,9 +381,9 @@ class SqsQueue:
         due = now + delay if delay > self.native_delay_limit else None
         ids = [uuid.uuid4().hex for _ in items]
         by_queue: dict[str, list[dict[str, Any]]] = {}
-        for mid, (queue, body) in zip(ids, items, strict=True):
+        for mid, (queue, body, group) in zip(ids, map(parts, items), strict=True):
             by_queue.setdefault(queue, []).append(
-                self._entry(mid, queue, body, enqueued_at=now, due=due, delay=delay)
+                self._entry(mid, queue, body, enqueued_at=now, due=due, delay=delay, group=group)
             )
         for queue, entries in by_queue.items():
             self._send_entries(self._queue_url(queue, create=self.create_queues), entries)
@@ -387,7 +391,7 @@ class SqsQueue:
 
     def _entry(
         self, mid: str, queue: str, body: bytes, *, enqueued_at: float, due: float | None,
-        delay: float, extra: Mapping[str, str | float | int] | None = None,
+        delay: float, extra: Mapping[str, str | float | int] | None = None, group: str = "",
     ) -> dict[str, Any]:  # fmt: skip
         text, encoding = encode_body(body)
         values: dict[str, str | float | int] = {A_ID: mid, A_QUEUE: queue, A_ENQUEUED: enqueued_at}
@@ -397,7 +401,10 @@ class SqsQueue:
             values[A_DUE] = due
         values.update(extra or {})
         seconds = min(self.native_delay_limit, math.ceil(max(0.0, delay)))
-        return {"MessageBody": text, "DelaySeconds": seconds, "MessageAttributes": _attrs(values)}
+        entry: dict[str, Any] = {"MessageBody": text, "DelaySeconds": seconds, "MessageAttributes": _attrs(values)}
+        if group:
+            entry["MessageGroupId"] = group[:128]  # SQS's limit on a group id
+        return entry
 
     def _send_entries(self, url: str, entries: list[dict[str, Any]]) -> None:
         """SendMessageBatch in groups of 10 (and 256 KiB); failed entries are retried
@@ -464,7 +471,9 @@ class SqsQueue:
                         VisibilityTimeout=hide,
                         WaitTimeSeconds=0,
                         MessageAttributeNames=["All"],
-                        MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+                        MessageSystemAttributeNames=[
+                            "ApproximateReceiveCount", "SentTimestamp", "MessageGroupId",
+                        ],
                     )
                 except ClientError as exc:
                     raise QueueError(f"SQS receive from {name!r}: {exc}") from exc
@@ -492,7 +501,8 @@ class SqsQueue:
         url = self._queue_url(rec.queue)
         due = incoming.due if remaining > self.native_delay_limit else None
         entry = self._entry(
-            rec.id, rec.queue, rec.body, enqueued_at=rec.enqueued_at, due=due, delay=remaining
+            rec.id, rec.queue, rec.body, enqueued_at=rec.enqueued_at, due=due, delay=remaining,
+            group=rec.group,
         )
         self._send_entries(url, [entry])
         self._delete(url, rec.receipt)
@@ -550,7 +560,7 @@ class SqsQueue:
         }  # fmt: skip
         entry = self._entry(
             msg.id, msg.queue, msg.body, enqueued_at=msg.enqueued_at, due=None, delay=0,
-            extra=extra,
+            extra=extra, group=msg.group,
         )  # fmt: skip
         self._send_entries(dlq, [entry])
         self._delete(self._queue_url(msg.queue), msg.receipt)
@@ -579,7 +589,9 @@ class SqsQueue:
                         VisibilityTimeout=60,
                         WaitTimeSeconds=0,
                         MessageAttributeNames=["All"],
-                        MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+                        MessageSystemAttributeNames=[
+                            "ApproximateReceiveCount", "SentTimestamp", "MessageGroupId",
+                        ],
                     )
                 except ClientError as exc:
                     raise QueueError(f"SQS receive from {dlq_name}: {exc}") from exc
@@ -646,7 +658,7 @@ class SqsQueue:
                     continue
                 entry = self._entry(
                     dead.id, dead.queue, dead.body, enqueued_at=incoming.received.enqueued_at,
-                    due=None, delay=0,
+                    due=None, delay=0, group=incoming.received.group,
                 )  # fmt: skip
                 self._send_entries(self._queue_url(dead.queue, create=self.create_queues), [entry])
                 self._delete(url, incoming.received.receipt)
