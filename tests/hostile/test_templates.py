@@ -150,12 +150,12 @@ def test_hostile_campaigns_of_one_account_do_not_stop_another_accounts_send(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """4 campaigns whose templates burn the CPU budget for every recipient run in account
     "evil" while account "default" sends 1,000 messages over SMTP.  The worker has one slot
-    for send batches (the default 2 handler slots) and evil's 24 batches are queued first:
+    for send batches (the default 2 handler slots) and evil's 12 batches are queued first:
     served oldest first, every one of them would fail before the good send began.  With
     turns between accounts the good send completes, its report moves while evil's batches
     are still on their first attempts, and evil's failures are recorded, naming the
     campaign, the account and the bound."""
-    batch, per_campaign = 50, 6
+    batch, per_campaign = 100, 3
     with CaptureServer("127.0.0.1", 0) as sink, bootstrap_in(
         tmp_path / "data",
         settings_overrides={"smtp_url": f"smtp://127.0.0.1:{sink.port}", "batch_size": batch,

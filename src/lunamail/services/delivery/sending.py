@@ -10,6 +10,7 @@ committed.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import uuid
@@ -161,6 +162,16 @@ def take_lease(deps: Deps, msg: SendBatch, owner: str) -> None:
         raise BatchBusy(msg.batch, until) from e
 
 
+def release_lease(deps: Deps, msg: SendBatch, owner: str) -> None:
+    """Give up the lease after a run that failed, so the queue's retry of the batch starts at
+    once, with its own attempt count: behind a lease nobody holds it would be re-delayed as a
+    new message every time, and a batch that always fails (a template that breaks a bound)
+    would never reach the dead letters."""
+    pk, sk = keys.campaign_pk(msg.account, msg.campaign), keys.lease_sk(msg.batch)
+    with contextlib.suppress(ConditionFailed):  # taken over meanwhile: the new holder's now
+        deps.store.delete(pk, sk, condition=attr_equals(owner=owner))
+
+
 @long_running
 def send_batch(msg: SendBatch, deps: Deps) -> list[Message | Later]:
     """Send the recipients of one batch that have no final outcome yet."""
@@ -173,6 +184,7 @@ def send_batch(msg: SendBatch, deps: Deps) -> list[Message | Later]:
     if state == "paused" and park(deps, msg):
         return []
 
+    prepared = prepared_campaign(deps, msg.account, msg.campaign, meta)
     owner = uuid.uuid4().hex
     try:
         take_lease(deps, msg, owner)
@@ -181,7 +193,6 @@ def send_batch(msg: SendBatch, deps: Deps) -> list[Message | Later]:
         # by then (nothing left to send); if it died, this copy takes over.
         return [Later(msg, max(0.5, busy.until - deps.clock.now() + 0.5))]
 
-    prepared = prepared_campaign(deps, msg.account, msg.campaign, meta)
     recipients = list(msg.recipients)
     record_keys = [keys.record_key(msg.account, msg.campaign, r["email"]) for r in recipients]
     previous: dict[str, dict[str, Any]] = {}
@@ -203,6 +214,11 @@ def send_batch(msg: SendBatch, deps: Deps) -> list[Message | Later]:
     try:
         if todo:
             deps.mailer.send(mails(), recorder.on_result, stop)
+    except Exception:
+        # The mailer has settled every mail it was handed: record them, then let go.
+        recorder.close()
+        release_lease(deps, msg, owner)
+        raise
     finally:
         recorder.close()
 
