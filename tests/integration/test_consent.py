@@ -21,11 +21,13 @@ from lunamail.entrypoints.http.app import create_app
 from lunamail.lib import tokens
 from lunamail.runtime.bootstrap import bootstrap_in
 from lunamail.services.accounts import api as accounts
+from lunamail.services.audience import api as audience
 
+from .console_fixtures import Console, console, signed_in
 from .test_http_fixtures import assert_error
 from .test_import_cli import cli, ok
 
-__all__ = ["cli"]
+__all__ = ["cli", "console"]
 
 ACCOUNT = "default"
 
@@ -134,3 +136,26 @@ def test_history_shows_import_suppression_and_bounce_doors(cli: CliRunner, tmp_p
     ]
     res = cli.invoke(cli_app, ["subscribers", "history", "zoe@example.com"])
     assert res.exit_code == 0 and "imported" in res.output and "asked by phone" in res.output
+
+
+def test_the_console_refuses_an_unsubscribed_address_and_shows_the_resubscribe(console: Console) -> None:
+    deps = console.system.deps
+    lst = audience.create_list(deps, "alpha", "News")["id"]
+    audience.subscribe(deps, "alpha", lst, "Ann@Example.com", source="console")
+    audience.unsubscribe(deps, "alpha", lst, "ann@example.com", source="console")
+    client, token = signed_in(console, "editor")
+    refused = client.post(f"/lists/{lst}/subscribers", data={"csrf": token, "email": "ANN@example.com"})
+    assert refused.status_code == 409 and "unsubscribed from this list" in refused.text
+    no_reason = client.post(f"/lists/{lst}/subscribers",
+                            data={"csrf": token, "email": "ann@example.com", "resubscribe": "yes"})  # fmt: skip
+    assert no_reason.status_code == 422
+    added = client.post(f"/lists/{lst}/subscribers", data={"csrf": token, "email": "ann@example.com",
+                                                           "resubscribe": "yes", "reason": "wrote to us"})
+    assert added.status_code == 303
+    page = client.get(f"/lists/{lst}/subscribers/ann@EXAMPLE.com")
+    assert page.status_code == 200 and "Ann@example.com" in page.text
+    table = page.text.split('id="history"', 1)[1].split("</table>", 1)[0]
+    rows = table.split("<tr>")[2:]
+    assert [next(e for e in ("resubscribed", "unsubscribed", "subscribed") if f"<td>{e}</td>" in r)
+            for r in rows] == ["subscribed", "unsubscribed", "resubscribed"]
+    assert "wrote to us" in rows[2] and "<td>console</td>" in rows[2]

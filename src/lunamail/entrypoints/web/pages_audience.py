@@ -70,9 +70,10 @@ def list_page(request: Request, viewer: ViewerDep, list_id: str, q: str = "", cu
 
 @router.post("/lists/{list_id}/subscribers")
 def add_subscriber(request: Request, viewer: WriterDep, list_id: str, email: Annotated[str, Form(max_length=320)],
-                   name: Annotated[str, Form(max_length=200)] = "") -> Response:
-    audience.subscribe(env_of(request), viewer.actor, list_id,
-                       audience.NewSubscriber(email, name or None, source="console"))
+                   name: Annotated[str, Form(max_length=200)] = "", resubscribe: Annotated[str, Form(max_length=3)] = "",
+                   reason: Annotated[str, Form(max_length=500)] = "") -> Response:
+    new = audience.NewSubscriber(email, name or None, source="console", resubscribe=resubscribe == "yes", reason=reason)
+    audience.subscribe(env_of(request), viewer.actor, list_id, new)
     return redirect(f"/lists/{list_id}", request)
 
 
