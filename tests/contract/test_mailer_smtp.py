@@ -238,3 +238,20 @@ def test_from_url_tls_modes(url: str, security: str, tls: str) -> None:
 def test_from_url_rejects(url: str) -> None:
     with pytest.raises(ValueError):
         SmtpMailer.from_url(url)
+
+
+def test_a_session_after_a_refused_recipient_starts_with_rset() -> None:
+    """The last mail of one ``send`` refused at RCPT leaves the relay's transaction open: the
+    next ``send`` on that connection must reset it (else the relay answers "503 nested
+    MAIL" and an innocent recipient fails)."""
+    first, second = mails(2)
+    with CaptureServer(fail={first.rcpt_to: (452, "4.2.2 mailbox full")}) as server:
+        mailer = SmtpMailer.from_url(f"smtp://127.0.0.1:{server.port}", connections=1, timeout=10)
+        try:
+            refused = send_all(mailer, [first])
+            accepted = send_all(mailer, [second])
+        finally:
+            mailer.close()
+        assert [r.code for r in refused.values()] == [452]
+        assert [r.code for r in accepted.values()] == [250]
+        assert server.sessions == 1 and server.count == 1

@@ -7,7 +7,8 @@
   per-recipient records (the ledger).  Repeated over fresh campaigns with small batches,
   so many batches finish at the same time; ``campaigns send --wait`` prints only then.
   ``LUNAMAIL_TRUTH_RUNS`` / ``LUNAMAIL_TRUTH_SIZE`` make it the 20 x 20,000 run
-  (CI runs 4 x 2,000 to stay within its time budget).
+  (CI runs 4 x 2,000 to stay within its time budget); ``bench/truth_bench.py`` runs
+  that and records it in docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -193,3 +193,50 @@ def test_test_send_is_marked_and_not_counted(system: System, mailer: MemoryMaile
     assert b"/o/" not in data  # test sends are never tracked
     assert _report(system, camp.id)["sent"] == 0
     assert campaigns.get(system.deps, ACCOUNT, camp.id).status == "draft"
+
+
+def test_retry_failed_sends_the_retryable_failures_once_however_often_it_runs(
+    system: System, mailer: MemoryMailer
+) -> None:
+    """``retry --failed`` after a send with a 452, a 4.4.1 and a 550: only the first two go
+    again (each once); the retry's start and every page of its walk delivered a second
+    time (at-least-once queues) send nobody again and leave the counters as they were."""
+    from lunamail.app import campaigns as campaigns_app
+    from lunamail.app.base import Actor, Env
+    from lunamail.domain.campaigns import CampaignRetryStarted
+    from lunamail.domain.delivery import ReopenFailed
+
+    people = emails(30)
+    mailer.replies.update({
+        people[0]: [(452, "4.2.2 mailbox full")] * 3 + [(250, "ok")],
+        people[1]: (550, "5.1.1 no such user"),
+        people[2]: [(451, "4.4.1 no answer from host")] * 3 + [(250, "ok")],
+    })
+    camp = _start(system, [_list(system, "L", people)])
+    _run_until_status(system, camp, "sent")
+    assert (_report(system, camp)["sent"], _report(system, camp)["failed"]) == (27, 3)
+    env, actor = Env(system.deps, system.bus.publish), Actor(ACCOUNT)
+
+    out = campaigns_app.retry_failed(env, actor, camp)
+    assert out.recipients == 2 and str(out.campaign.status) == "sending"
+    with pytest.raises(Exception, match="retry the failures of a campaign that is sending"):
+        campaigns_app.retry_failed(env, actor, camp)  # a second ask while the first runs
+    _run_until_status(system, camp, "sent")
+    at = campaigns.get(system.deps, ACCOUNT, camp).retried_at
+    assert at is not None
+    # every message of the retry delivered again
+    system.bus.publish([CampaignRetryStarted(account=ACCOUNT, campaign=camp, at=at)]
+                       + [ReopenFailed(account=ACCOUNT, campaign=camp, round=1, shard=s)
+                          for s in range(keys.RECORD_SHARDS)])
+    system.runtime().run_until_idle(timeout=30)
+    again = campaigns_app.retry_failed(env, actor, camp)  # only the 550 is left: not retryable
+
+    tries = Counter(m.rcpt_to for m in mailer.attempts)
+    assert (tries[people[0]], tries[people[1]], tries[people[2]]) == (4, 1, 4)
+    assert max(tries[p] for p in people[3:]) == 1
+    rep = _report(system, camp)
+    assert (rep["planned"], rep["sent"], rep["failed"], rep["deferred"], rep["status"]) == (30, 29, 1, 0, "sent")
+    assert planning.totals(system.deps, ACCOUNT, camp) == {
+        "planned": 30, "sent": 29, "failed": 1, "deferred": 0, "skipped": 0, "retryable": 0}
+    assert again.recipients == 0 and str(again.campaign.status) == "sent"
+    assert campaigns.get(system.deps, ACCOUNT, camp).status == "sent"

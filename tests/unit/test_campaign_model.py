@@ -41,6 +41,9 @@ LEGAL: dict[tuple[CampaignStatus, Action], CampaignStatus | None] = {
     (S.PAUSED, A.COMPLETE): S.SENT,
     (S.SCHEDULED, A.FAIL): S.FAILED,
     (S.SENDING, A.FAIL): S.FAILED,
+    (S.PAUSED, A.FAIL): S.FAILED,  # a send that reached nobody, with a pause racing its end
+    (S.SENT, A.RETRY): S.SENDING,  # retry --failed
+    (S.FAILED, A.RETRY): S.SENDING,
 }
 ALL_PAIRS = list(itertools.product(CampaignStatus, Action))
 ILLEGAL = [p for p in ALL_PAIRS if p not in LEGAL]
@@ -63,8 +66,8 @@ def test_illegal_transition_raises(status: CampaignStatus, action: Action) -> No
     assert f"a campaign that is {status}" in str(err)
 
 
-def test_sent_is_terminal_but_for_nothing() -> None:
-    assert allowed_actions(S.SENT) == []
+def test_sent_is_terminal_but_for_a_retry_of_its_failures() -> None:
+    assert allowed_actions(S.SENT) == [A.RETRY]
     assert set(allowed_actions(S.DRAFT)) == {A.EDIT, A.DELETE, A.SCHEDULE, A.START}
 
 

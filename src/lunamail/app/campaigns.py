@@ -8,12 +8,13 @@ campaigns service returns are emitted (a refused call emits nothing).
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lunamail.domain.campaign_model import Campaign
+from lunamail.domain.campaign_model import Action, Campaign, next_status
 from lunamail.domain.messages import Later
 from lunamail.lib.dkim import signing_domain
 from lunamail.lib.templating import Rendered
@@ -26,7 +27,7 @@ from lunamail.services.campaigns.errors import PreSendCheckFailed
 from lunamail.services.delivery import api as delivery_api
 
 from .base import Actor, Emitted, Env, Page, Permission, command, query
-from .errors import InvalidInput
+from .errors import Conflict, InvalidInput
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,29 @@ def tracking_of(env: Env, c: Campaign) -> dict[str, bool]:
 class TestQueued:
     campaign: str
     addresses: tuple[str, ...]
+    test_id: str = ""  # what to ask :func:`test_result` about
+
+
+@dataclass(frozen=True)
+class TestAnswer:
+    address: str
+    outcome: str  # "sent" (the relay accepted it) or "failed"
+    code: int  # the relay's reply code (0: no answer at all)
+    reply: str  # what the relay (or the connection) said
+
+
+@dataclass(frozen=True)
+class TestResult:
+    campaign: str
+    test_id: str
+    status: str  # "queued" (not tried yet), "sent" (every address accepted) or "failed"
+    answers: tuple[TestAnswer, ...] = ()
+
+
+@dataclass(frozen=True)
+class RetryStarted:
+    campaign: Campaign
+    recipients: int  # whose last outcome is a retryable failure: they are sent again
 
 
 @dataclass(frozen=True)
@@ -189,16 +213,32 @@ def preview(env: Env, actor: Actor, campaign_id: str, subscriber: Mapping[str, A
 
 @command(Permission.CAMPAIGNS)
 def test(env: Env, actor: Actor, campaign_id: str, addresses: Sequence[str]) -> Emitted[TestQueued]:
-    """Queue a test copy to ``addresses`` (marked as a test, not counted in reports).  An
-    account sends at most ``test_copies_per_hour`` of them: a test skips the suppression
-    list, so without a cap an editor could mail anyone, in bulk."""
-    cmd = campaigns_api.test_send(env.deps, actor.account, campaign_id, addresses)
+    """Queue a test copy to ``addresses`` (marked as a test, not counted in reports); what
+    the relay answered is then read with :func:`test_result`.  An account sends at most
+    ``test_copies_per_hour`` of them: a test skips the suppression list, so without a cap
+    an editor could mail anyone, in bulk."""
+    test_id = secrets.token_hex(8)
+    cmd = campaigns_api.test_send(env.deps, actor.account, campaign_id, addresses, test_id=test_id)
     limit = env.deps.settings.test_copies_per_hour
     if not accounts_users.throttle(env.deps, f"test-copies:{actor.account}", limit=limit, window=3600,
                                    cost=len(cmd.addresses)):
         raise TooManyRequests(f"this account has sent its {limit} test copies of the hour; try again later "
                               "or raise the test_copies_per_hour setting")
-    return Emitted(TestQueued(campaign_id, tuple(cmd.addresses)), [cmd])
+    return Emitted(TestQueued(campaign_id, tuple(cmd.addresses), test_id), [cmd])
+
+
+@query(Permission.CAMPAIGNS)
+def test_result(env: Env, actor: Actor, campaign_id: str, test_id: str) -> TestResult:
+    """What the relay answered for each address of a test send: ``sent`` only when it
+    accepted every one; ``queued`` while it has not been tried."""
+    campaigns_api.get(env.deps, actor.account, campaign_id)
+    found = delivery_api.test_result(env.deps, actor.account, campaign_id, test_id)
+    if found is None:
+        return TestResult(campaign_id, test_id, "queued")
+    answers = tuple(TestAnswer(str(a["address"]), str(a["outcome"]), int(a.get("code") or 0), str(a.get("reply", "")))
+                    for a in found)
+    status = "sent" if answers and all(a.outcome == "sent" for a in answers) else "failed"
+    return TestResult(campaign_id, test_id, status, answers)
 
 
 @command(Permission.SEND)
@@ -237,6 +277,24 @@ def resume(env: Env, actor: Actor, campaign_id: str) -> Emitted[Campaign]:
 
 
 @command(Permission.SEND)
+def retry_failed(env: Env, actor: Actor, campaign_id: str) -> Emitted[RetryStarted]:
+    """Send a sent (or failed) campaign again to the recipients whose last outcome is a
+    retryable failure (4xx: mailbox full, relay unreachable, connection dropped, once the
+    send's own retries ran out); nobody else.  Asking twice sends nobody twice: a second
+    call while the first runs is refused, one after it finds only what failed again.
+    With nothing to retry, nothing changes."""
+    c = campaigns_api.get(env.deps, actor.account, campaign_id)
+    next_status(c.status, Action.RETRY)  # IllegalTransition unless sent or failed
+    if not delivery_api.finished(env.deps, actor.account, campaign_id):
+        raise Conflict(f"campaign {campaign_id} is still being delivered", {"campaign": campaign_id})
+    n = delivery_api.retryable_count(env.deps, actor.account, campaign_id)
+    if n == 0:
+        return Emitted(RetryStarted(c, 0))
+    event = campaigns_api.retry(env.deps, actor.account, campaign_id)
+    return Emitted(RetryStarted(campaigns_api.get(env.deps, actor.account, campaign_id), n), [event])
+
+
+@command(Permission.SEND)
 def cancel(env: Env, actor: Actor, campaign_id: str) -> Emitted[Campaign]:
     """Cancel a scheduled, sending or paused campaign; nothing more is sent.  Returns once
     every running batch has seen it (only what a connection already holds finishes)."""
@@ -248,9 +306,12 @@ def cancel(env: Env, actor: Actor, campaign_id: str) -> Emitted[Campaign]:
 __all__ = [
     "CampaignChanges",
     "NewCampaign",
+    "RetryStarted",
     "Scheduled",
     "SendStarted",
+    "TestAnswer",
     "TestQueued",
+    "TestResult",
     "audience_size",
     "cancel",
     "checklist",
@@ -263,9 +324,11 @@ __all__ = [
     "pause",
     "preview",
     "resume",
+    "retry_failed",
     "schedule",
     "send",
     "test",
+    "test_result",
     "unschedule",
 ]  # fmt: skip
 

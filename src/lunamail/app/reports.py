@@ -25,6 +25,7 @@ from lunamail.services.audience import handlers as audience_handlers
 from lunamail.services.audience.errors import Conflict as ListConflict
 from lunamail.services.campaigns import api as campaigns_api
 from lunamail.services.campaigns.errors import NotFound as CampaignNotFound
+from lunamail.services.delivery import api as delivery_api
 from lunamail.services.delivery import ledger
 from lunamail.services.reports import api as reports_api
 from lunamail.services.reports.keys import UNMAPPED
@@ -60,11 +61,19 @@ def _check_campaign(env: Env, actor: Actor, campaign: str) -> None:
 @query()
 def campaign_report(env: Env, actor: Actor, campaign: str) -> Report:
     """Counters, rates, status and progress of a campaign (or of ``_unmapped`` feedback),
-    with the failures by reason (code and enhanced status) from delivery's counters."""
-    _check_campaign(env, actor, campaign)
+    with the failures by reason (code and enhanced status) from delivery's counters, why
+    it failed or was paused (``reason``), and whether the send is ``stalled`` (the relay
+    refuses connections, times out or defers everything: the reason and since when)."""
+    c = campaigns_api.get(env.deps, actor.account, campaign) if campaign != UNMAPPED else None
     report = reports_api.campaign_report(env.deps, actor.account, campaign)
-    reasons = ledger.failure_reasons(env.deps, actor.account, campaign) if campaign != UNMAPPED else []
+    reasons = ledger.failure_reasons(env.deps, actor.account, campaign) if c is not None else []
     report["failures"] = {"total": report.get("failed", 0), "top": reasons[:10]}
+    report["reason"] = c.reason if c is not None and c.status in ("failed", "paused") else ""
+    sending = c is not None and report.get("status") == "sending"
+    stalled = delivery_api.stalled(env.deps, actor.account, campaign) if sending else None
+    report["stalled"] = stalled
+    if stalled is not None:
+        report["status"] = "stalled"
     return report
 
 
@@ -89,7 +98,8 @@ def recipients(
 ) -> Page[dict[str, Any]]:
     """One page of the per-recipient ledger: each planned recipient's current outcome
     (``sent`` with the relay's reply, ``deferred`` with attempts and the last reply,
-    ``failed`` with code, enhanced status and text), filtered by ``status``."""
+    ``failed`` with code, enhanced status, text and whether it is retryable, ``skipped``
+    with the reason it was left out), filtered by ``status``."""
     if status is not None and status not in ledger.STATUSES:
         raise InvalidInput(f"unknown status {status!r}", {"status": "one of " + ", ".join(ledger.STATUSES)})
     _check_campaign(env, actor, campaign)
@@ -100,7 +110,7 @@ def recipients(
     return Page(rows, nxt)
 
 
-LEDGER_COLUMNS = ("email", "status", "code", "enhanced", "reply", "attempts", "retryable", "at")
+LEDGER_COLUMNS = ("email", "status", "code", "enhanced", "reply", "attempts", "retryable", "reason", "at")
 
 
 @query()

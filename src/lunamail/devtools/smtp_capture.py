@@ -41,6 +41,14 @@ class _Handler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
+        if address.lower() in self.owner.drop:
+            # the relay goes away in the middle of this recipient's transaction, no reply
+            transport = server.transport
+            if isinstance(transport, asyncio.Transport):
+                transport.abort()
+            elif transport is not None:
+                transport.close()
+            return "421 connection dropped (scripted)"
         scripted = self.owner.fail.get(address.lower())
         if scripted is not None:
             code, text = scripted
@@ -98,7 +106,8 @@ class CaptureServer:
     ``messages`` holds ``(mail_from, rcpt_tos, data)`` when no ``out_dir`` is given;
     ``count`` is always the number of accepted messages and ``sessions`` the number of
     connections seen.  ``fail`` maps a recipient to the ``(code, text)`` its RCPT gets
-    (a 421 also closes the connection); ``drop_once_after = n`` aborts the connection
+    (a 421 also closes the connection); ``drop`` holds recipients whose RCPT aborts the
+    connection without a reply, every time; ``drop_once_after = n`` aborts the connection
     after reading the data of message n+1, without replying, once; ``delay`` seconds
     pass between the end of each message's data and its reply (a slow relay)."""
 
@@ -110,6 +119,7 @@ class CaptureServer:
         *,
         fail: Mapping[str, tuple[int, str]] | None = None,
         drop_once_after: int | None = None,
+        drop: set[str] | None = None,
         tls_context: ssl.SSLContext | None = None,
         implicit_tls: bool = False,
         require_starttls: bool = False,
@@ -122,6 +132,7 @@ class CaptureServer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.fail: dict[str, tuple[int, str]] = {k.lower(): v for k, v in (fail or {}).items()}
         self.drop_once_after = drop_once_after
+        self.drop: set[str] = {a.lower() for a in drop or ()}
         self.delay = delay
         self.messages: list[Received] = []
         self.count = 0

@@ -50,6 +50,7 @@ class Action(StrEnum):
     CANCEL = "cancel"
     COMPLETE = "complete"
     FAIL = "fail"
+    RETRY = "retry"
 
 
 S = CampaignStatus
@@ -70,7 +71,10 @@ TRANSITIONS: Mapping[Action, tuple[frozenset[CampaignStatus], CampaignStatus | N
     # Delivery reports "every planned recipient has an outcome".  A pause that races the
     # last batch must not leave the campaign paused forever, so paused may complete too.
     Action.COMPLETE: (frozenset({S.SENDING, S.PAUSED}), S.SENT),
-    Action.FAIL: (frozenset({S.SCHEDULED, S.SENDING}), S.FAILED),
+    # Failing checks at the start, or a send that reached nobody (a pause racing its end too).
+    Action.FAIL: (frozenset({S.SCHEDULED, S.SENDING, S.PAUSED}), S.FAILED),
+    # ``retry --failed``: send again to the recipients whose last outcome is a retryable failure.
+    Action.RETRY: (frozenset({S.SENT, S.FAILED}), S.SENDING),
 }
 
 _VERB = {
@@ -84,6 +88,7 @@ _VERB = {
     Action.CANCEL: "cancel",
     Action.COMPLETE: "mark as sent",
     Action.FAIL: "mark as failed",
+    Action.RETRY: "retry the failures of",
 }
 
 
@@ -165,6 +170,7 @@ class Campaign:
     track_clicks: bool | None = None
     headers: tuple[tuple[str, str], ...] = ()  # the campaign's own extra headers (validated)
     reason: str = ""  # why it was paused or failed
+    retried_at: float | None = None  # when the last ``retry --failed`` started (None: never)
     send_token: str = ""  # which trigger started the send (makes the send handler idempotent)
     version: int = 0
 

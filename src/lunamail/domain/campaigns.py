@@ -67,3 +67,16 @@ class SendTest(Command):
     campaign: str
     addresses: tuple[str, ...]
     content: dict[str, Any]
+    # names the outcome delivery records for the door to show (what the relay answered per
+    # address); without one a refusal fails the message instead
+    test_id: str = ""
+
+
+@message("campaigns.CampaignRetryStarted")
+class CampaignRetryStarted(Event):
+    """``retry --failed``: a sent (or failed) campaign sends again to the recipients whose
+    last outcome is a retryable failure.  ``at`` names the retry: delivery starts it once,
+    and an older ``CampaignDelivered`` arriving late no longer finishes the campaign."""
+
+    campaign: str
+    at: float

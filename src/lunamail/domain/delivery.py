@@ -13,7 +13,7 @@ Recipient = dict[str, Any]
 @message("audience.SelectRecipients")
 class SelectRecipients(Command):
     """Audience: select page ``seq`` of a campaign's audience (lists[list_index] from ``cursor``),
-    minus suppressed and not-subscribed addresses, emit RecipientsSelected, then the
+    minus suppressed (listed apart as skipped) and not-subscribed addresses, emit RecipientsSelected, then the
     command for the next page.  One page per handler run."""
 
     campaign: str
@@ -32,6 +32,9 @@ class RecipientsSelected(Event):
     seq: int
     recipients: tuple[Recipient, ...]
     last: bool
+    # members left out at send time, each {"email", "reason"} (e.g. "suppressed: hard bounce"):
+    # delivery keeps them in the ledger as ``skipped``, never sends to them
+    skipped: tuple[dict[str, str], ...] = ()
 
 
 @message("delivery.SendBatch")
@@ -60,6 +63,9 @@ class BatchSent(Event):
     at: float
     failures: tuple[dict[str, Any], ...] = ()  # [{"email", "code", "reply"}] for failed
     sent_emails: tuple[str, ...] = ()  # who this batch id recorded as sent (for engagement exports)
+    # of sent + failed, how many had failed before and were sent again by ``retry --failed``
+    # (their earlier failure is no longer their outcome: reports count it off)
+    retried: int = 0
 
 
 @message("delivery.RecipientsPlanned")
@@ -70,6 +76,7 @@ class RecipientsPlanned(Event):
     campaign: str
     seq: int
     count: int
+    skipped: int = 0  # members of the page left out (suppressed, invalid...): in the ledger, never sent
 
 
 @message("delivery.PlanningCompleted")
@@ -89,10 +96,25 @@ class ResumeParked(Command):
 
 @message("delivery.CampaignDelivered")
 class CampaignDelivered(Event):
-    """Every planned recipient has a final outcome (sent or failed).  Emitted once."""
+    """Every planned recipient has a final outcome (sent or failed).  Emitted once per
+    round: the send, then each ``retry --failed`` of it.  ``reason`` says why nothing
+    could be delivered when ``sent`` is 0 (the campaign then ends ``failed``)."""
 
     campaign: str
     planned: int
     sent: int
     failed: int
     at: float
+    reason: str = ""
+
+
+@message("delivery.ReopenFailed")
+class ReopenFailed(Command):
+    """``retry --failed``: give the retryable failures of one record partition (from
+    ``cursor``, one page per run) a new send, then chain to the next page or partition.
+    ``round`` names the retry (its batches are ``x{round}-...``)."""
+
+    campaign: str
+    round: int
+    shard: int = 0
+    cursor: str | None = None

@@ -59,10 +59,12 @@ def _routes() -> dict[type[Message], tuple[Handler, ...]]:
         camp.CampaignPaused: (delivery.on_campaign_paused, reports.on_paused),
         camp.CampaignResumed: (delivery.on_campaign_resumed, reports.on_resumed, guard.on_campaign_resumed),
         camp.CampaignCancelled: (delivery.on_campaign_cancelled, reports.on_cancelled),
+        camp.CampaignRetryStarted: (delivery.on_campaign_retry_started, reports.on_retry_started),
         # delivery
         dlv.RecipientsSelected: (delivery.on_recipients_selected,),
         dlv.SendBatch: (delivery.send_batch,),
         dlv.ResumeParked: (delivery.resume_parked,),
+        dlv.ReopenFailed: (delivery.handle_reopen_failed,),
         dlv.RecipientsPlanned: (reports.on_recipients_planned,),
         dlv.PlanningCompleted: (reports.on_planning_completed,),
         dlv.BatchSent: (reports.on_batch_sent, guard.on_batch_sent),

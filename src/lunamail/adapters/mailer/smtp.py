@@ -115,6 +115,9 @@ class _Connection(asyncio.Protocol):
         self.error: Exception | None = None
         self.caps: dict[str, str] = {}
         self.tls = False  # upgraded with STARTTLS
+        # the last transaction was refused half-way (MAIL or RCPT): the next one starts with
+        # RSET, also when it comes in a later session on this connection (else "503 nested MAIL")
+        self.need_rset = False
         self.inflight: list[_Item] = []  # written, no final reply yet
         self._buf = b""
         self._lines: list[str] = []
@@ -618,10 +621,11 @@ class SmtpMailer:
         size_limit = int(conn.caps.get("SIZE") or 0) if (conn.caps.get("SIZE") or "0").isdigit() else 0
         tail = b""  # data of the previous message, not written yet
         tail_item: _Item | None = None
-        need_rset = False
+        need_rset = conn.need_rset
         while True:
             item = self._queue.popleft() if self._queue else None
             if item is None or self._closing:
+                conn.need_rset = need_rset
                 if item is not None:
                     self._queue.appendleft(item)
                 if tail_item is not None:

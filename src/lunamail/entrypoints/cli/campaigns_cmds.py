@@ -143,16 +143,35 @@ def test_send(
     account: str | None = ACCOUNT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Send a test copy (marked as a test, not counted) and wait until it is handed over."""
+    """Send a test copy (marked as a test, not counted) and say what the relay answered for
+    each address (exit 1 unless it accepted every one)."""
     system, env, actor = door(account, as_json=as_json)
     with errors(as_json):
         queued = campaigns.test(env, actor, campaign, to)
     if not workers_running(system.settings):
         system.runtime().run_until_idle(timeout=120)
+    deadline = time.monotonic() + system.settings.smtp_timeout * 2 + 30
+    with errors(as_json):
+        result = campaigns.test_result(env, actor, campaign, queued.test_id)
+        while result.status == "queued" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            result = campaigns.test_result(env, actor, campaign, queued.test_id)
     if as_json:
-        print_json({"campaign": campaign, "test_sent_to": list(queued.addresses)})
+        print_json({"campaign": campaign, "test_id": queued.test_id, "status": result.status,
+                    "test_sent_to": [a.address for a in result.answers if a.outcome == "sent"],
+                    "answers": [{"address": a.address, "outcome": a.outcome, "code": a.code, "reply": a.reply}
+                                for a in result.answers]})
+    elif result.status == "queued":
+        console.print(f"[red]error:[/] the test of {campaign} was not tried yet (is a worker running?)")
     else:
-        console.print(f"test of {campaign} sent to {', '.join(to)}")
+        for a in result.answers:
+            if a.outcome == "sent":
+                console.print(f"test of {campaign} sent to {a.address} ({a.code})", highlight=False)
+            else:
+                console.print(f"[red]test of {campaign} NOT sent to {escape(a.address)}:[/] "
+                              f"{a.code} {escape(a.reply)}", highlight=False)
+    if result.status != "sent":
+        raise typer.Exit(1)
 
 
 @app.command("send")
@@ -161,6 +180,9 @@ def send(
     wait: bool = typer.Option(False, "--wait", help="Follow progress until the campaign is sent "
                               "(runs the workers in this process when none is running)."),
     timeout: float | None = typer.Option(None, "--timeout", help="Give up waiting after N seconds."),
+    stall_timeout: float = typer.Option(600.0, "--stall-timeout", help="With --wait: give up (exit 1) once "
+                                        "the send has been stalled this many seconds (the relay refuses "
+                                        "connections, times out or defers everything).", min=0.0),
     account: str | None = ACCOUNT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -182,23 +204,36 @@ def send(
             print_json({"campaign": campaign, "status": "sending", "audience": size, "tracking": tracking,
                         "warnings": list(started.warnings)})
         return
-    report = follow(system, actor, campaign, timeout=timeout, quiet=as_json)
+    report = follow(system, actor, campaign, timeout=timeout, quiet=as_json, stall_timeout=stall_timeout)
     if as_json:
         print_json(report)
     else:
         print_report(report)
+    stalled = report.get("stalled")
+    if report.get("status") not in FINAL and stalled:  # --stall-timeout ran out
+        if as_json:
+            raise typer.Exit(1)  # the report printed says stalled, why and since when
+        console.print(f"[red]error:[/] the send of {campaign} is stalled since "
+                      f"{rfc3339(float(stalled['since']))}: {escape(str(stalled['reason']))}; it goes on by "
+                      f"itself once the relay answers (follow it with `lunamail campaigns report {campaign} -f`)")
+        raise typer.Exit(1)
 
 
-def follow(system: System, actor: Actor, campaign: str, *, timeout: float | None, quiet: bool) -> dict[str, Any]:
-    """Show a live progress bar (sent/s, ETA) until the campaign reaches a final state.
-    Runs the workers in this process when no worker serves the data folder."""
+def follow(system: System, actor: Actor, campaign: str, *, timeout: float | None, quiet: bool,
+           stall_timeout: float | None = None) -> dict[str, Any]:
+    """Show a live progress bar (sent/s, ETA) until the campaign reaches a final state, or
+    has been stalled for ``stall_timeout`` seconds.  Runs the workers in this process when
+    no worker serves the data folder."""
     env = env_of(system)
     state: dict[str, Any] = {"report": reports_app.campaign_report(env, actor, campaign)}
     start = time.monotonic()
 
     def done() -> bool:
-        state["report"] = reports_app.campaign_report(env, actor, campaign)
-        return state["report"]["status"] in FINAL
+        state["report"] = r = reports_app.campaign_report(env, actor, campaign)
+        stalled = r.get("stalled")
+        if stalled and stall_timeout is not None and time.time() - float(stalled["since"]) >= stall_timeout:
+            return True
+        return r["status"] in FINAL
 
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
@@ -212,8 +247,11 @@ def follow(system: System, actor: Actor, campaign: str, *, timeout: float | None
             elapsed = max(1e-6, time.monotonic() - start)
             finished = r["sent"] + r["failed"]
             planned = r["planned"] if r.get("planning_done") else (f"{r['planned']}+" if r["planned"] else "?")
+            stalled = r.get("stalled")
             bar.update(task, completed=finished, total=r["planned"] or None,
-                       rate=r["sent"] / elapsed, done=finished, planned=planned)
+                       rate=r["sent"] / elapsed, done=finished, planned=planned,
+                       description=f"stalled ({escape(str(stalled['reason'])[:60])})" if stalled
+                       else f"sending {campaign}")
 
         if workers_running(system.settings):
             deadline = None if timeout is None else time.monotonic() + timeout
@@ -273,6 +311,30 @@ def resume(campaign: str, account: str | None = ACCOUNT_OPTION, as_json: bool = 
 def cancel(campaign: str, account: str | None = ACCOUNT_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Cancel a campaign; nothing more is sent."""
     _control(campaigns.cancel, campaign, account, as_json)
+
+
+@app.command("retry")
+def retry(
+    campaign: str,
+    failed: bool = typer.Option(..., "--failed", help="Resend to the recipients whose last outcome is a "
+                                "retryable failure (required: it names what is retried)."),
+    account: str | None = ACCOUNT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Send a sent (or failed) campaign again to its retryable failures only (4xx refusals,
+    an unreachable relay, a dropped connection); permanent failures are never retried."""
+    _system, env, actor = door(account, as_json=as_json)
+    if not failed:
+        raise typer.BadParameter("say --failed: only failed recipients can be retried")
+    with errors(as_json):
+        out = campaigns.retry_failed(env, actor, campaign)
+    if as_json:
+        print_json({"campaign": campaign, "status": str(out.campaign.status), "recipients": out.recipients})
+    elif out.recipients == 0:
+        console.print(f"campaign {campaign}: no retryable failures; nothing to resend")
+    else:
+        console.print(f"campaign {campaign}: sending again to {out.recipients} recipient(s) whose last "
+                      f"outcome is a retryable failure")
 
 
 @app.command("edit")

@@ -111,6 +111,7 @@ class LedgerStatus(StrEnum):  # ledger.STATUSES
     SENT = "sent"
     DEFERRED = "deferred"
     FAILED = "failed"
+    SKIPPED = "skipped"
 
 
 def recipients_cmd(
@@ -124,7 +125,7 @@ def recipients_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Each recipient's current outcome: sent (relay reply), deferred (attempts, last reply),
-    failed (code, enhanced status, text); paginated, or all of it as CSV."""
+    failed (code, enhanced status, text, retryable), skipped (why); paginated, or all of it as CSV."""
     _system, env, actor = door(account, as_json=as_json)
     which = str(status) if status is not None else None
     if csv_out is not None:
@@ -148,7 +149,7 @@ def recipients_cmd(
     table = Table("email", "status", "code", "enhanced", "reply")
     for row in found.items:
         table.add_row(row["email"], row["status"], str(row.get("code", "")), row.get("enhanced", ""),
-                      str(row.get("reply", ""))[:80])
+                      str(row.get("reply", row.get("reason", "")))[:80])
     console.print(table)
     if found.next_cursor:
         console.print(f"more: --cursor {found.next_cursor}", highlight=False)

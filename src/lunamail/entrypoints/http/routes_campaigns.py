@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,6 +31,7 @@ from lunamail.entrypoints.http.schemas import (
     Out,
     Page,
     PreviewOut,
+    TestResultOut,
     TestSendOut,
     Timestamp,
     error_responses,
@@ -179,7 +180,18 @@ def preview_campaign(
 @router.post("/{campaign_id}/test", status_code=202, response_model=TestSendOut, responses=error_responses(404), summary="Send a test copy (not counted in reports)")
 def test_campaign(campaign_id: str, body: TestIn, ctx: Ctx, actor: Acting) -> dict[str, Any]:
     queued = campaigns.test(ctx.env, actor, campaign_id, body.addresses)
-    return {"campaign": campaign_id, "addresses": list(queued.addresses), "status": "queued"}
+    return {"campaign": campaign_id, "addresses": list(queued.addresses), "status": "queued",
+            "test_id": queued.test_id}
+
+
+@router.get("/{campaign_id}/tests/{test_id}", response_model=TestResultOut, responses=error_responses(404),
+            summary="What the relay answered for each address of a test send")
+def test_campaign_result(campaign_id: str, test_id: Annotated[str, Path(max_length=64)], ctx: Ctx,
+                         actor: Acting) -> dict[str, Any]:
+    out = campaigns.test_result(ctx.env, actor, campaign_id, test_id)
+    return {"campaign": out.campaign, "test_id": out.test_id, "status": out.status,
+            "answers": [{"address": a.address, "outcome": a.outcome, "code": a.code, "reply": a.reply}
+                        for a in out.answers]}
 
 
 @router.post("/{campaign_id}/send", status_code=202, response_model=CampaignSendOut, responses=error_responses(404, 409), summary="Start sending now")
@@ -211,22 +223,38 @@ def cancel_campaign(campaign_id: str, ctx: Ctx, actor: Acting) -> dict[str, Any]
     return view(campaigns.cancel(ctx.env, actor, campaign_id))
 
 
+class RetryOut(Out):
+    campaign: CampaignOut
+    recipients: int = Field(description="Recipients whose last outcome is a retryable failure: sent again "
+                            "(0: nothing to retry, nothing changed).")
+
+
+@router.post("/{campaign_id}/retry-failed", status_code=202, response_model=RetryOut,
+             responses=error_responses(404, 409),
+             summary="Send again to the recipients whose last outcome is a retryable failure")
+def retry_failed(campaign_id: str, ctx: Ctx, actor: Acting) -> dict[str, Any]:
+    out = campaigns.retry_failed(ctx.env, actor, campaign_id)
+    return {"campaign": view(out.campaign), "recipients": out.recipients}
+
+
 LedgerStatus = Annotated[
-    str | None, Query(pattern="^(planned|sent|deferred|failed)$", description="Only this outcome.")
+    str | None, Query(pattern="^(planned|sent|deferred|failed|skipped)$", description="Only this outcome.")
 ]
 
 
 class LedgerLine(Out):
-    """One planned recipient's current outcome."""
+    """One planned recipient's current outcome (or why a member was left out: ``skipped``)."""
 
     email: str
-    status: Literal["planned", "sent", "deferred", "failed"]
+    status: Literal["planned", "sent", "deferred", "failed", "skipped"]
     at: Timestamp | None = None
     code: int | None = Field(None, description="SMTP reply code (failed, deferred).")
     enhanced: str | None = Field(None, description="RFC 3463 enhanced status, e.g. 5.1.1 ('' when none).")
     reply: str | None = Field(None, description="What the relay said (sent: code and its queue id).")
     attempts: int | None = Field(None, description="Deferred: tries so far.")
-    retryable: bool | None = Field(None, description="Failed: a temporary failure that ran out of attempts.")
+    retryable: bool | None = Field(None, description="Failed: a temporary failure that ran out of attempts "
+                                   "(`retry-failed` sends it again).")
+    reason: str | None = Field(None, description="Skipped: why (suppressed, invalid, opted out...).")
 
 
 @router.get("/{campaign_id}/recipients", response_model=Page[LedgerLine], responses=error_responses(404),

@@ -317,6 +317,22 @@ class TestSendOut(Out):
     campaign: str
     addresses: list[str]
     status: Literal["queued"]
+    test_id: str = Field("", description="Ask `GET /campaigns/{id}/tests/{test_id}` what the relay answered.")
+
+
+class TestAnswerOut(Out):
+    address: str
+    outcome: Literal["sent", "failed"]
+    code: int = Field(description="The relay's reply code (0: no answer at all).")
+    reply: str = Field(description="What the relay (or the connection) said.")
+
+
+class TestResultOut(Out):
+    campaign: str
+    test_id: str
+    status: Literal["queued", "sent", "failed"] = Field(
+        description="`queued`: not tried yet; `sent`: the relay accepted every address; `failed`: not all.")
+    answers: list[TestAnswerOut] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------- reports
@@ -364,10 +380,30 @@ class LinkCounts(Out):
     machine: int
 
 
+class FailureReason(Out):
+    reason: str = Field(description="SMTP code and enhanced status, e.g. `550 5.1.1`.")
+    count: int
+
+
+class FailureSummary(Out):
+    total: int = Field(description="Recipients whose outcome is `failed`.")
+    top: list[FailureReason] = Field(default_factory=list, description="Failures by reason, most first.")
+
+
+class StalledOut(Out):
+    """The send makes no progress: the relay refuses connections, times out or defers
+    everything.  It goes on by itself once the relay answers again."""
+
+    reason: str = Field(description="What the relay (or the connection) last said.")
+    since: Timestamp
+
+
 class ReportOut(Out):
     campaign: str
     status: str = Field(description="The report's view of the send.")
     campaign_status: str = Field(description="The campaign's own state (authoritative), or `deleted`.")
+    reason: str = Field("", description="Why the campaign failed or was paused ('' otherwise).")
+    stalled: StalledOut | None = Field(None, description="Set while the send makes no progress.")
     name: str
     subject: str
     planned: int
@@ -375,6 +411,8 @@ class ReportOut(Out):
     sent: int
     deferred: int
     failed: int
+    skipped: int = Field(0, description="Members left out at send time (suppressed, invalid, opted out).")
+    failures: FailureSummary | None = None
     progress: float = Field(description="Share of planned recipients with an outcome, 0 to 1.")
     started_at: Timestamp | None = None
     finished_at: Timestamp | None = None

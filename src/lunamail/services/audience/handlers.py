@@ -114,6 +114,7 @@ def select_recipients(msg: SelectRecipients, deps: Deps) -> list[Message]:
     page_size = max(1, deps.settings.page_size)
     list_index, cursor = msg.list_index, msg.cursor
     recipients: list[Recipient] = []
+    skipped: list[dict[str, str]] = []  # suppressed members: in the campaign's ledger, never sent
     exhausted = list_index >= len(msg.lists)
     if not exhausted:
         list_id = msg.lists[list_index]
@@ -139,12 +140,15 @@ def select_recipients(msg: SelectRecipients, deps: Deps) -> list[Message]:
                 for i, s in zip(scanned, sups, strict=True)
                 if s is None
             ]
+            skipped = [{"email": i["email"], "reason": f"suppressed: {s.get('reason') or 'manual'}"}
+                       for i, s in zip(scanned, sups, strict=True) if s is not None]
     if exhausted:
         list_index, cursor = list_index + 1, None
     last = list_index >= len(msg.lists)
     out: list[Message] = [
         RecipientsSelected(
-            account=msg.account, campaign=msg.campaign, seq=msg.seq, recipients=tuple(recipients), last=last
+            account=msg.account, campaign=msg.campaign, seq=msg.seq, recipients=tuple(recipients), last=last,
+            skipped=tuple(skipped),
         )
     ]
     if not last:

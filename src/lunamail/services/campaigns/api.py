@@ -34,6 +34,7 @@ from lunamail.domain.campaigns import (
     CampaignCancelled,
     CampaignPaused,
     CampaignResumed,
+    CampaignRetryStarted,
     CampaignSendStarted,
     SendCampaign,
     SendTest,
@@ -67,6 +68,7 @@ __all__ = [
     "pause",
     "preview",
     "resume",
+    "retry",
     "schedule",
     "send_now",
     "start",
@@ -370,7 +372,8 @@ def preview(
         raise InvalidTemplate(e.part, None, e.message) from None
 
 
-def test_send(deps: Deps, account: str, campaign_id: str, addresses: Sequence[str]) -> SendTest:
+def test_send(deps: Deps, account: str, campaign_id: str, addresses: Sequence[str],
+              test_id: str = "") -> SendTest:
     """The command that sends the campaign to ``addresses`` as a test (delivery marks it as a
     test and does not count it).  Needs a valid sender, compiling templates and an
     account whose sending is not locked."""
@@ -400,7 +403,7 @@ def test_send(deps: Deps, account: str, campaign_id: str, addresses: Sequence[st
         raise PreSendCheckFailed(reasons)
     return SendTest(
         account=account, campaign=c.id, addresses=tuple(clean),
-        content=delivery_content(c, compiled),
+        content=delivery_content(c, compiled), test_id=test_id,
     )
 
 
@@ -558,6 +561,22 @@ def resume(deps: Deps, account: str, campaign_id: str) -> CampaignResumed:
     now = deps.clock.now()
     store.change(deps, account, campaign_id, step)
     return CampaignResumed(account=account, campaign=campaign_id, at=now)
+
+
+def retry(deps: Deps, account: str, campaign_id: str) -> CampaignRetryStarted:
+    """Send a sent (or failed) campaign again to its retryable failures (refused while the
+    account's sending is locked, like a resume)."""
+    lock = store.sending_lock(deps, account)
+    now = deps.clock.now()
+
+    def step(c: Campaign) -> Campaign:
+        again = c.transition(Action.RETRY, now, reason="", retried_at=now)
+        if lock is not None:
+            raise PreSendCheckFailed(lock_problem(lock))
+        return again
+
+    store.change(deps, account, campaign_id, step)
+    return CampaignRetryStarted(account=account, campaign=campaign_id, at=now)
 
 
 def cancel(deps: Deps, account: str, campaign_id: str) -> CampaignCancelled:

@@ -76,10 +76,16 @@ def _fail(deps: Deps, msg: SendCampaign, reason: str) -> None:
 
 
 def on_campaign_delivered(msg: CampaignDelivered, deps: Deps) -> list[Message | Later]:
-    """Every planned recipient has an outcome: the campaign is sent.  Idempotent; ignored
-    when the campaign was cancelled (or is gone)."""
+    """Every planned recipient has an outcome: the campaign is sent, or failed when nobody
+    could be reached (with delivery's reason).  Idempotent; ignored when the campaign was
+    cancelled (or is gone), and for an earlier round than the campaign's last retry."""
 
     def step(c: Campaign) -> Campaign:
+        if c.retried_at is not None and msg.at < c.retried_at:
+            raise _Skip  # the outcome of the send before the retry, delivered late
+        if msg.sent == 0 and msg.failed > 0 and can(c.status, Action.FAIL):
+            reason = msg.reason or f"nothing could be delivered: all {msg.failed} recipients failed"
+            return c.transition(Action.FAIL, deps.clock.now(), sent_at=msg.at, reason=reason[:500])
         if not can(c.status, Action.COMPLETE):
             raise _Skip
         return c.transition(Action.COMPLETE, deps.clock.now(), sent_at=msg.at)

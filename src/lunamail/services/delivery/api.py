@@ -5,9 +5,12 @@ from __future__ import annotations
 from lunamail.domain.campaigns import CampaignCancelled, CampaignPaused
 from lunamail.ports.deps import Deps
 from lunamail.services.delivery import control
+from lunamail.services.delivery.health import stalled
 from lunamail.services.delivery.planning import set_status
+from lunamail.services.delivery.retry import finished, retryable_count
+from lunamail.services.delivery.testsend import test_result
 
-__all__ = ["apply_stop"]
+__all__ = ["apply_stop", "finished", "retryable_count", "stalled", "test_result"]
 
 
 def apply_stop(deps: Deps, event: CampaignPaused | CampaignCancelled) -> float:

@@ -31,6 +31,7 @@ def record_key(account: str, campaign: str, email: str) -> tuple[str, str]:
 
 META = "META"
 CTRL = "CTRL"  # the operator's control state (sending / paused / cancelled), read while sending
+HEALTH = "HEALTH"  # whether the send is stalled (the relay refuses, times out, defers everything)
 
 
 def stats_sk(token: str) -> str:

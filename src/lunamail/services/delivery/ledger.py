@@ -16,7 +16,7 @@ from typing import Any
 from lunamail.ports.deps import Deps
 from lunamail.services.delivery import keys
 
-STATUSES = ("planned", "sent", "deferred", "failed")
+STATUSES = ("planned", "sent", "deferred", "failed", "skipped")
 SCAN = 2000  # records read per call at most when a filter skips most of them
 REASON_PREFIX = "why "  # counter names of failure reasons on the stats items
 _ENHANCED = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
@@ -34,13 +34,20 @@ def failure_reason(code: int, reply: str) -> str:
     return f"{code} {enhanced}" if enhanced else str(code)
 
 
+def retryable_code(code: int) -> bool:
+    """A temporary refusal (4xx: mailbox full, greylisting, the relay unreachable or the
+    connection dropped, once the send's own retries ran out) is worth another try later;
+    a permanent one (5xx: no such user, policy) is not."""
+    return 400 <= code < 500
+
+
 def retryable(rec: dict[str, Any]) -> bool:
     """A failure worth another try later: a temporary (4xx) one that ran out of attempts."""
-    return rec.get("status") == "failed" and 400 <= int(rec.get("code") or 0) < 500
+    return rec.get("status") == "failed" and retryable_code(int(rec.get("code") or 0))
 
 
 def row(email: str, rec: dict[str, Any]) -> dict[str, Any]:
-    """One ledger line: the outcome and what the relay said."""
+    """One ledger line: the outcome and what the relay said (``skipped``: why it was left out)."""
     status = str(rec.get("status", "planned"))
     reply = str(rec.get("reply", ""))
     out: dict[str, Any] = {"email": email, "status": status, "at": rec.get("at")}
@@ -52,6 +59,8 @@ def row(email: str, rec: dict[str, Any]) -> dict[str, Any]:
             out["attempts"] = int(rec.get("attempts") or 0)
         else:
             out["retryable"] = retryable(rec)
+    elif status == "skipped":
+        out["reason"] = str(rec.get("reason", ""))
     return out
 
 
@@ -108,4 +117,5 @@ def failure_reasons(deps: Deps, account: str, campaign: str) -> list[dict[str, A
             if name.startswith(REASON_PREFIX) and isinstance(value, int) and value:
                 reason = name[len(REASON_PREFIX):]
                 counts[reason] = counts.get(reason, 0) + value
-    return [{"reason": r, "count": n} for r, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    # a failure sent again by retry --failed is counted off on another shard: sum, then drop zeros
+    return [{"reason": r, "count": n} for r, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n > 0]

@@ -30,6 +30,7 @@ from lunamail.domain.delivery import (
 )
 from lunamail.domain.guard import CampaignGuardTripped
 from lunamail.domain.messages import Message
+from lunamail.lib import emails
 from lunamail.ports.deps import Deps
 from lunamail.ports.itemstore import (
     IF_ABSENT,
@@ -40,7 +41,7 @@ from lunamail.ports.itemstore import (
     Update,
     attr_equals,
 )
-from lunamail.services.delivery import control, keys
+from lunamail.services.delivery import control, keys, ledger
 
 
 class CampaignNotStarted(LookupError):
@@ -55,9 +56,9 @@ def load_meta(deps: Deps, account: str, campaign: str) -> dict[str, Any]:
 
 
 def totals(deps: Deps, account: str, campaign: str) -> dict[str, int]:
-    """Sum of the sharded counters: planned, sent, failed, deferred."""
+    """Sum of the sharded counters: planned, sent, failed, deferred, skipped, retryable."""
     pk = keys.campaign_pk(account, campaign)
-    out = {"planned": 0, "sent": 0, "failed": 0, "deferred": 0}
+    out = {"planned": 0, "sent": 0, "failed": 0, "deferred": 0, "skipped": 0, "retryable": 0}
     for item in deps.store.get_many([(pk, sk) for sk in keys.all_stats_sks()]):
         if item:
             for k in out:
@@ -106,7 +107,13 @@ def on_recipients_selected(msg: RecipientsSelected, deps: Deps) -> list[Message]
     size = max(1, deps.settings.batch_size)
     now = deps.clock.now()
 
-    recipients = _one_per_mailbox(msg.recipients)
+    recipients: list[dict[str, Any]] = []
+    skipped = list(msg.skipped)
+    for r in _one_per_mailbox(msg.recipients):
+        if emails.check(r["email"])[0] is None:  # unsendable at send time (e.g. imported before a rule)
+            skipped.append({"email": r["email"], "reason": f"invalid: {emails.check(r['email'])[1]}"})
+        else:
+            recipients.append(r)
     records: list[dict[str, Any]] = []
     for i, r in enumerate(recipients):
         pk, sk = keys.record_key(account, campaign, r["email"])
@@ -116,6 +123,7 @@ def on_recipients_selected(msg: RecipientsSelected, deps: Deps) -> list[Message]
             rec["email"] = r["email"]
         records.append(rec)
     written = store.put_many(records, condition=IF_ABSENT)
+    skipped_here = _record_skipped(deps, account, campaign, seq, skipped, now)
     mine = list(written)
     lost = [i for i, ok in enumerate(written) if not ok]
     if lost:  # claimed before: ours only when an earlier run of this same page claimed it
@@ -133,12 +141,13 @@ def on_recipients_selected(msg: RecipientsSelected, deps: Deps) -> list[Message]
     with contextlib.suppress(TransactionCancelled):  # counted by an earlier run of this page
         store.transact([
             Put({"pk": pk, "sk": keys.page_sk(seq), "count": claimed, "last": msg.last}, IF_ABSENT),
-            Update(pk, keys.stats_sk(f"page{seq}"), add={"planned": claimed}),
+            Update(pk, keys.stats_sk(f"page{seq}"), add={"planned": claimed, "skipped": skipped_here}),
             Update(pk, keys.META, add={"pages_done": 1},
                    set={"pages_expected": seq + 1} if msg.last else {}),
         ])
 
-    out: list[Message] = [RecipientsPlanned(account=account, campaign=campaign, seq=seq, count=claimed)]
+    out: list[Message] = [RecipientsPlanned(account=account, campaign=campaign, seq=seq, count=claimed,
+                                            skipped=skipped_here)]
     if control.read(deps, account, campaign, meta) != "cancelled":
         out += [
             SendBatch(account=account, campaign=campaign, batch=b, recipients=tuple(rs))
@@ -146,6 +155,28 @@ def on_recipients_selected(msg: RecipientsSelected, deps: Deps) -> list[Message]
         ]
     out += check_progress(deps, account, campaign)
     return out
+
+
+def _record_skipped(deps: Deps, account: str, campaign: str, seq: int, skipped: list[dict[str, str]],
+                    now: float) -> int:
+    """Write a final ``skipped`` record (with its reason) for each member left out of page
+    ``seq``; how many are this page's (written now, or by an earlier run of this page).  An
+    address already claimed (sent through another list) keeps its record."""
+    if not skipped:
+        return 0
+    where = [keys.record_key(account, campaign, s["email"]) for s in skipped]
+    records: list[dict[str, Any]] = [
+        {"pk": pk, "sk": sk, "status": "skipped", "final": True, "deferred": False, "seq": seq,
+         "reason": str(s.get("reason", ""))[:300], "at": now,
+         **({"email": s["email"]} if sk[2:] != s["email"] else {})}  # the address as written
+        for s, (pk, sk) in zip(skipped, where, strict=True)]
+    written = deps.store.put_many(records, condition=IF_ABSENT)
+    lost = [key for key, ok in zip(where, written, strict=True) if not ok]
+    mine = len(records) - len(lost)
+    if lost:
+        for rec in deps.store.get_many(lost):
+            mine += rec is not None and rec.get("status") == "skipped" and rec.get("seq") == seq
+    return mine
 
 
 def check_progress(deps: Deps, account: str, campaign: str) -> list[Message]:
@@ -168,16 +199,26 @@ def check_progress(deps: Deps, account: str, campaign: str) -> list[Message]:
             meta["planning_done"] = True
         except ConditionFailed:
             meta = load_meta(deps, account, campaign)
-    if (meta.get("planning_done") and not meta.get("delivered")
+    if (meta.get("planning_done") and not meta.get("delivered") and not meta.get("reopening")
             and t["sent"] + t["failed"] >= t["planned"]):
         try:
             store.update(pk, keys.META, set={"delivered": True, "status": "delivered"},
                          condition=attr_equals(delivered=False))
             out.append(CampaignDelivered(account=account, campaign=campaign, planned=t["planned"],
-                                         sent=t["sent"], failed=t["failed"], at=deps.clock.now()))
+                                         sent=t["sent"], failed=t["failed"], at=deps.clock.now(),
+                                         reason=nothing_delivered(deps, account, campaign, t)))
         except ConditionFailed:
             pass
     return out
+
+
+def nothing_delivered(deps: Deps, account: str, campaign: str, t: dict[str, int]) -> str:
+    """Why a campaign that reached nobody failed: how many failed, and the top reasons."""
+    if t["sent"] or not t["failed"]:
+        return ""
+    top = ledger.failure_reasons(deps, account, campaign)[:3]
+    why = ", ".join(f"{r['reason']} ({r['count']})" for r in top)
+    return f"nothing could be delivered: all {t['failed']} recipients failed" + (f"; replies {why}" if why else "")
 
 
 # ------------------------------------------------------------ pause / resume / cancel

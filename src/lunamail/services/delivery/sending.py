@@ -11,8 +11,10 @@ committed.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -24,15 +26,17 @@ from lunamail.ports.handlers import long_running
 from lunamail.ports.itemstore import (
     IF_ABSENT,
     ConditionFailed,
+    ItemStoreError,
     TransactionCancelled,
     Update,
     attr_equals,
 )
 from lunamail.ports.mailer import OutgoingMail, SendResult
-from lunamail.services.delivery import control, keys, ledger
+from lunamail.services.delivery import control, health, keys, ledger
 from lunamail.services.delivery.planning import check_progress, load_meta, park
 from lunamail.services.delivery.prepare import prepared_campaign
 
+LEASE_MARGIN = 5.0  # seconds before the lease runs out that a blocked commit gives up
 GROUP = 48  # outcomes per commit: small enough to bound a crash's resends, big enough to be cheap
 # A "slow down" (421/454: provider throttling, SES sending paused) is about the sender, not
 # the recipient: it never counts towards the recipient's retry limit (each record counts its
@@ -42,12 +46,16 @@ GROUP = 48  # outcomes per commit: small enough to bound a crash's resends, big 
 SLOW_DELAY = 5.0
 SLOW_MAX_DELAY = 900.0
 
+log = logging.getLogger(__name__)
+
 
 class Recorder:
     """Collects results as they arrive (from the mailer's thread) and commits them in groups."""
 
-    def __init__(self, deps: Deps, msg: SendBatch, previous: dict[str, dict[str, Any]], owner: str) -> None:
+    def __init__(self, deps: Deps, msg: SendBatch, previous: dict[str, dict[str, Any]], owner: str,
+                 recipients: dict[str, dict[str, Any]] | None = None) -> None:
         self._owner = owner
+        self._recipients = recipients or {}
         self._deps = deps
         self._msg = msg
         self._prev = previous
@@ -58,6 +66,14 @@ class Recorder:
         self._stats_pk = keys.campaign_pk(msg.account, msg.campaign)
         self._stats_sk = keys.stats_sk(msg.batch)
         self.throttled = 0
+        self.accepted = 0  # replies of this run that were a 250
+        self.temporary = 0  # 4xx replies (deferrals, an unreachable relay, a dropped connection)
+        self.last_temporary = ""  # the last of them, as the relay (or the connection) said it
+        self._lease_until = time.monotonic() + deps.settings.visibility_timeout  # ~ take_lease's
+        # the store refused a commit (locked, full): the batch hands out no more mails, keeps
+        # the replies of those already on a connection, and commits them in close()
+        self.blocked = False
+        self._next_try = 0.0
 
     def on_result(self, result: SendResult) -> None:
         with self._lock:
@@ -65,9 +81,25 @@ class Recorder:
             self.answered.add(str(result.ref))
             if result.throttled:
                 self.throttled += 1
-            if len(self._pending) >= GROUP:
-                group, self._pending = self._pending, []
-                self._commit(group)
+            if result.outcome == "sent":
+                self.accepted += 1
+            elif result.outcome == "deferred":
+                self.temporary += 1
+                self.last_temporary = f"{result.code} {result.reply}"[:300]
+            if len(self._pending) >= GROUP and (not self.blocked or time.monotonic() >= self._next_try):
+                try:
+                    self._commit_group(self._pending)
+                except ItemStoreError:
+                    raise
+                except Exception as e:  # the store cannot take outcomes now: stop sending
+                    if not self.blocked:
+                        log.warning("batch %s of campaign %s cannot record outcomes (%s); it stops sending "
+                                    "until it can", self._msg.batch, self._msg.campaign, e)
+                    self.blocked = True
+                    self._next_try = time.monotonic() + 1.0
+                    return
+                self._pending = []
+                self._lease_until = time.monotonic() + self._deps.settings.visibility_timeout
 
     def close(self) -> None:
         with self._lock:
@@ -104,11 +136,44 @@ class Recorder:
         adds[outcome] = 1
         if outcome == "failed":  # counted by reason too, for the report's top reasons
             adds[ledger.REASON_PREFIX + ledger.failure_reason(r.code, reply)] = 1
+            if ledger.retryable_code(r.code):
+                # what ``retry --failed`` needs to send it again (failures are few: cheap)
+                adds["retryable"] = 1
+                fields["rcpt"] = self._recipients.get(email) or {"email": email}
         if was_deferred:
             adds["deferred"] = -1
         return Update(pk, sk, set=fields, condition=attr_equals(final=False)), adds
 
     def _commit(self, group: list[SendResult]) -> None:
+        """Commit the last outcomes, waiting while the store cannot take them (a file locked
+        by another process, a full disk, a throttled table: any error that is not about the
+        items themselves).  By then the mailer has stopped (see ``blocked``), so what waits
+        here is only what its connections held; it is committed once the store is back
+        instead of being lost and sent again.  The wait ends before the batch's lease does:
+        past it another run may take the batch over, and then this one gives up as before
+        (its unrecorded outcomes are resent: the crash-test bound)."""
+        pause, logged = 0.05, False
+        while True:
+            try:
+                self._commit_group(group)
+                self._lease_until = time.monotonic() + self._deps.settings.visibility_timeout
+                if logged:
+                    log.warning("batch %s of campaign %s records outcomes again", self._msg.batch,
+                                self._msg.campaign)
+                return
+            except ItemStoreError:
+                raise
+            except Exception as e:
+                if time.monotonic() + pause >= self._lease_until - LEASE_MARGIN:
+                    raise
+                if not logged:
+                    log.warning("batch %s of campaign %s cannot record outcomes (%s); sending stops "
+                                "until it can", self._msg.batch, self._msg.campaign, e)
+                    logged = True
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+
+    def _commit_group(self, group: list[SendResult]) -> None:
         now = self._deps.clock.now()
         ops = [self._op(r, now) for r in group]
         total = {"sent": 0, "failed": 0, "deferred": 0}
@@ -123,16 +188,13 @@ class Recorder:
                           set={"owner": self._owner, "until": now + self._deps.settings.visibility_timeout})]
             )
         except TransactionCancelled:
-            # Another run of this batch finalised some of them: commit one by one.
-            total = {"sent": 0, "failed": 0, "deferred": 0}
+            # Another run of this batch finalised some of them: one by one, each with its
+            # counts (so a store fault half-way leaves nothing counted twice or never).
             for op, adds in ops:
                 try:
-                    self._deps.store.update(op.pk, op.sk, set=op.set, add=op.add, condition=op.condition)
-                except Exception:
+                    self._deps.store.transact([op, Update(self._stats_pk, self._stats_sk, add=adds)])
+                except TransactionCancelled:
                     continue
-                for k, v in adds.items():
-                    total[k] = total.get(k, 0) + v
-            self._deps.store.update(self._stats_pk, self._stats_sk, add=total)
 
 
 class BatchBusy(Exception):
@@ -202,18 +264,18 @@ def send_batch(msg: SendBatch, deps: Deps) -> list[Message | Later]:
             previous[r["email"]] = rec
             todo.append(r)
 
-    recorder = Recorder(deps, msg, previous, owner)
+    recorder = Recorder(deps, msg, previous, owner, {r["email"]: r for r in todo})
     stop = control.StopCheck(deps, msg.account, msg.campaign, "sending")
 
     def mails() -> Iterator[OutgoingMail]:
         for r in todo:
-            if not stop.feeding():
+            if not stop.feeding() or recorder.blocked:
                 return
             yield prepared.build(r)
 
     try:
         if todo:
-            deps.mailer.send(mails(), recorder.on_result, stop)
+            deps.mailer.send(mails(), recorder.on_result, lambda: recorder.blocked or stop())
     except Exception:
         # The mailer has settled every mail it was handed: record them, then let go.
         recorder.close()
@@ -221,6 +283,9 @@ def send_batch(msg: SendBatch, deps: Deps) -> list[Message | Later]:
         raise
     finally:
         recorder.close()
+    if recorder.accepted or recorder.temporary:
+        health.observe(deps, msg.account, msg.campaign, accepted=recorder.accepted,
+                       temporary=recorder.temporary, reply=recorder.last_temporary)
 
     out = summarise(deps, msg, recipients, record_keys)
     unsent = tuple(r for r in todo if r["email"] not in recorder.answered)
@@ -248,7 +313,7 @@ def summarise(
     deps: Deps, msg: SendBatch, recipients: list[dict[str, Any]], record_keys: list[tuple[str, str]]
 ) -> list[Message | Later]:
     """Count what this batch id recorded (whichever run recorded it) and chain the retry."""
-    sent = failed = 0
+    sent = failed = retried_n = 0
     sent_emails: list[str] = []
     failures: list[dict[str, Any]] = []
     retry: list[dict[str, Any]] = []
@@ -258,6 +323,7 @@ def summarise(
         if rec is None:
             continue
         if rec.get("by") == msg.batch:
+            retried_n += bool(rec.get("reopened"))
             if rec.get("status") == "sent":
                 sent += 1
                 sent_emails.append(r["email"])
@@ -275,7 +341,7 @@ def summarise(
     out: list[Message | Later] = [
         BatchSent(account=msg.account, campaign=msg.campaign, batch=msg.batch, attempt=msg.attempt,
                   sent=sent, deferred=len(retry) + len(slowed), failed=failed, at=now, failures=tuple(failures),
-                  sent_emails=tuple(sent_emails))
+                  sent_emails=tuple(sent_emails), retried=retried_n)
     ]
     # Every retry batch has a higher attempt than its parent (the reports count a batch
     # with attempt > 0 as holding earlier deferrals); the delay follows the recipients' own

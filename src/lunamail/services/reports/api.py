@@ -164,6 +164,7 @@ def _report_from(campaign: str, items: list[Item], c: dict[str, int]) -> dict[st
         "sent": sent,
         "deferred": max(0, int(s.get("deferred", 0))),
         "failed": failed,
+        "skipped": int(s.get("skipped", 0)),
         "progress": round(min(progress, 1.0), 4),
         "started_at": started,
         "finished_at": s.get("finished_at"),

@@ -20,6 +20,7 @@ from lunamail.domain.campaigns import (
     CampaignCancelled,
     CampaignPaused,
     CampaignResumed,
+    CampaignRetryStarted,
     CampaignSendStarted,
 )
 from lunamail.domain.delivery import (
@@ -65,6 +66,7 @@ __all__ = [
     "on_planning_completed",
     "on_recipients_planned",
     "on_resumed",
+    "on_retry_started",
     "on_send_started",
     "on_unsubscribed",
     "report_pk",
@@ -141,7 +143,7 @@ def on_send_started(msg: CampaignSendStarted, deps: Deps) -> list[Message]:
 
 
 def on_recipients_planned(msg: RecipientsPlanned, deps: Deps) -> list[Message]:
-    _count_once(deps, msg.account, msg.campaign, f"page#{msg.seq}", {"planned": msg.count})
+    _count_once(deps, msg.account, msg.campaign, f"page#{msg.seq}", {"planned": msg.count, "skipped": msg.skipped})
     return []
 
 
@@ -162,9 +164,10 @@ def on_batch_sent(msg: BatchSent, deps: Deps) -> list[Message]:
                              for e in dict.fromkeys(_addr(x) for x in sent_emails)])
     # deferred now = deferrals - retried recipients that got an answer (see BatchSent)
     resolved = (msg.sent + msg.failed + msg.deferred) if msg.attempt > 0 else 0
+    # a recipient sent again by ``retry --failed`` had its failure counted: it is replaced
     _count_once(
         deps, msg.account, msg.campaign, f"batch#{msg.batch}",
-        {"sent": msg.sent, "failed": msg.failed, "deferred": msg.deferred - resolved},
+        {"sent": msg.sent, "failed": msg.failed - msg.retried, "deferred": msg.deferred - resolved},
         set_={"last_batch_at": msg.at},
         minute_add={"sent": msg.sent, "failed": msg.failed}, at=msg.at,
     )
@@ -174,10 +177,21 @@ def on_batch_sent(msg: BatchSent, deps: Deps) -> list[Message]:
 
 def on_delivered(msg: CampaignDelivered, deps: Deps) -> list[Message]:
     """Delivery has an outcome for everybody.  Its batches' counts may still be on their
-    way (other queues), so the report says ``sent`` only once it has counted them all."""
+    way (other queues), so the report says ``sent`` only once it has counted them all.
+    The end of a round older than the last retry, delivered late, changes nothing."""
+    item = deps.store.get(report_pk(msg.account, msg.campaign), k.STATS)
+    if item is not None and msg.at < float(item.get("retry_at") or 0):
+        return []
     deps.store.update(report_pk(msg.account, msg.campaign), k.STATS,
                       set={"finished_at": msg.at, "outcomes": msg.sent + msg.failed}, add={"v": 1})
     _finish_when_counted(deps, msg.account, msg.campaign)
+    return []
+
+
+def on_retry_started(msg: CampaignRetryStarted, deps: Deps) -> list[Message]:
+    """``retry --failed``: sending again until delivery ends the new round."""
+    _set_status(deps, msg.account, msg.campaign, "sending", lambda cur: cur in ("sent", "failed"),
+                retry_at=msg.at)
     return []
 
 
@@ -186,6 +200,8 @@ def _finish_when_counted(deps: Deps, account: str, campaign: str) -> None:
     item = deps.store.get(report_pk(account, campaign), k.STATS)
     if item is None or "outcomes" not in item or item.get("status") in ("sent", "failed", "cancelled"):
         return
+    if float(item.get("finished_at") or 0) < float(item.get("retry_at") or 0):
+        return  # a retry is under way: its round has not ended yet
     sent, failed = int(item.get("sent", 0)), int(item.get("failed", 0))
     if sent + failed >= int(item["outcomes"]):
         _set_status(deps, account, campaign, "sent" if sent or not failed else "failed",
