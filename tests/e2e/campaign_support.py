@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,3 +98,13 @@ def check_messages(secrets: Secrets, campaign: str, audience_: Audience,
         if found is None or found[1][-1] != rcpt or found[1][1] != campaign:
             problems.append(f"{rcpt}: unsubscribe token does not name them")
     return counts, problems
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``predicate`` (for work done by another process) until it holds or ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False

@@ -15,7 +15,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from lunamail.devtools.smtp_capture import CaptureServer
@@ -23,7 +22,13 @@ from lunamail.runtime.bootstrap import bootstrap_in
 from lunamail.services.campaigns import api as campaigns
 from lunamail.services.delivery.sending import GROUP
 from lunamail.services.reports import api as reports
-from tests.e2e.campaign_support import ACCOUNT, check_messages, make_audience, make_campaign
+from tests.e2e.campaign_support import (
+    ACCOUNT,
+    check_messages,
+    make_audience,
+    make_campaign,
+    wait_for,
+)
 
 RECIPIENTS = 3_000
 CONNECTIONS = 2
@@ -35,15 +40,6 @@ def _worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "lunamail.entrypoints.cli.main", "worker"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
-
-
-def _wait(predicate: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_sigkilled_worker_resumes_without_loss(tmp_path: Path) -> None:
@@ -66,7 +62,7 @@ def test_sigkilled_worker_resumes_without_loss(tmp_path: Path) -> None:
             for point in kill_points:
                 proc = _worker(env)
                 try:
-                    assert _wait(lambda p=point: len(sink.messages) >= p, 120), "worker made no progress"
+                    assert wait_for(lambda p=point: len(sink.messages) >= p, 120), "worker made no progress"
                 finally:
                     proc.send_signal(signal.SIGKILL)
                     proc.wait(30)
@@ -74,7 +70,7 @@ def test_sigkilled_worker_resumes_without_loss(tmp_path: Path) -> None:
 
             proc = _worker(env)
             try:
-                done = _wait(lambda: reports.campaign_report(system.deps, ACCOUNT, camp)["status"] == "sent", 240)
+                done = wait_for(lambda: reports.campaign_report(system.deps, ACCOUNT, camp)["status"] == "sent", 240)
             finally:
                 proc.send_signal(signal.SIGTERM)
                 _, err = proc.communicate(timeout=60)

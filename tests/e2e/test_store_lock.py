@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from lunamail.devtools.smtp_capture import CaptureServer
@@ -23,7 +22,13 @@ from lunamail.runtime.bootstrap import bootstrap_in
 from lunamail.services.campaigns import api as campaigns
 from lunamail.services.delivery.sending import GROUP
 from lunamail.services.reports import api as reports
-from tests.e2e.campaign_support import ACCOUNT, check_messages, make_audience, make_campaign
+from tests.e2e.campaign_support import (
+    ACCOUNT,
+    check_messages,
+    make_audience,
+    make_campaign,
+    wait_for,
+)
 
 RECIPIENTS = 3_000
 HOLD = 30.0
@@ -43,15 +48,6 @@ print("released", flush=True)
 """
 
 
-def _wait(predicate: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_store_locked_for_30s_mid_send_costs_no_more_than_one_crash(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with CaptureServer("127.0.0.1", 0, delay=0.002) as sink:
@@ -68,7 +64,7 @@ def test_store_locked_for_30s_mid_send_costs_no_more_than_one_crash(tmp_path: Pa
                                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             locker: subprocess.Popen[bytes] | None = None
             try:
-                assert _wait(lambda: len(sink.messages) >= 400, 120), "the worker made no progress"
+                assert wait_for(lambda: len(sink.messages) >= 400, 120), "the worker made no progress"
                 locker = subprocess.Popen(
                     [sys.executable, "-c", LOCKER, str(HOLD), str(data / "lunamail.db"), str(data / "queue.db")],
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -76,7 +72,7 @@ def test_store_locked_for_30s_mid_send_costs_no_more_than_one_crash(tmp_path: Pa
                 at_lock = len(sink.messages)
                 released = locker.wait(HOLD + 30) == 0
                 at_release = len(sink.messages)
-                done = _wait(lambda: reports.campaign_report(system.deps, ACCOUNT, camp)["status"] == "sent", 120)
+                done = wait_for(lambda: reports.campaign_report(system.deps, ACCOUNT, camp)["status"] == "sent", 120)
             finally:
                 if locker is not None and locker.poll() is None:
                     locker.kill()

@@ -24,6 +24,15 @@ __all__ = ["CaptureServer", "Received"]
 Received = tuple[str, list[str], bytes]  # (mail_from, rcpt_tos, data)
 
 
+def _abort(server: SMTP) -> None:
+    """Drop the connection at once, without a reply (a relay that goes away)."""
+    transport = server.transport
+    if isinstance(transport, asyncio.Transport):
+        transport.abort()
+    elif transport is not None:
+        transport.close()
+
+
 class _Handler:
     def __init__(self, owner: CaptureServer) -> None:
         self.owner = owner
@@ -43,11 +52,7 @@ class _Handler:
     ) -> str:
         if address.lower() in self.owner.drop:
             # the relay goes away in the middle of this recipient's transaction, no reply
-            transport = server.transport
-            if isinstance(transport, asyncio.Transport):
-                transport.abort()
-            elif transport is not None:
-                transport.close()
+            _abort(server)
             return "421 connection dropped (scripted)"
         scripted = self.owner.fail.get(address.lower())
         if scripted is not None:
@@ -68,11 +73,7 @@ class _Handler:
         if drop:
             # the relay "crashes" after reading the data but before its reply: the client
             # must treat this mail as not accepted
-            transport = server.transport
-            if isinstance(transport, asyncio.Transport):
-                transport.abort()
-            elif transport is not None:
-                transport.close()
+            _abort(server)
             return "421 connection dropped (scripted)"
         if owner.delay > 0:  # a slow relay: the reply to the data comes late
             await asyncio.sleep(owner.delay)
