@@ -59,7 +59,8 @@ def _routes() -> dict[type[Message], tuple[Handler, ...]]:
         camp.CampaignPaused: (delivery.on_campaign_paused, reports.on_paused),
         camp.CampaignResumed: (delivery.on_campaign_resumed, reports.on_resumed, guard.on_campaign_resumed),
         camp.CampaignCancelled: (delivery.on_campaign_cancelled, reports.on_cancelled),
-        camp.CampaignRetryStarted: (delivery.on_campaign_retry_started, reports.on_retry_started),
+        # one queue each for the retry's start and its steps (the stack's resource budget)
+        camp.CampaignRetryStarted: (delivery.handle_reopen_failed, reports.on_resumed),
         # delivery
         dlv.RecipientsSelected: (delivery.on_recipients_selected,),
         dlv.SendBatch: (delivery.send_batch,),

@@ -38,7 +38,15 @@ def finished(deps: Deps, account: str, campaign: str) -> bool:
     return bool(meta and meta.get("delivered"))
 
 
-def on_campaign_retry_started(msg: CampaignRetryStarted, deps: Deps) -> list[Message]:
+def handle_reopen_failed(msg: CampaignRetryStarted | ReopenFailed, deps: Deps) -> list[Message]:
+    """The retry's start (open the round, then walk) or one step of its walk: one handler
+    (and so one queue and one function on AWS) for both."""
+    if isinstance(msg, CampaignRetryStarted):
+        return _open_round(msg, deps)
+    return _reopen_page(msg, deps)
+
+
+def _open_round(msg: CampaignRetryStarted, deps: Deps) -> list[Message]:
     """Open round ``n`` (once: a redelivered start finds its own round on record) and start
     the walk over the records."""
     pk = keys.campaign_pk(msg.account, msg.campaign)
@@ -89,7 +97,7 @@ def _reopen(deps: Deps, stats: tuple[str, str], ops: list[tuple[Update, dict[str
         return done
 
 
-def handle_reopen_failed(msg: ReopenFailed, deps: Deps) -> list[Message]:
+def _reopen_page(msg: ReopenFailed, deps: Deps) -> list[Message]:
     """One page of one record partition: reopen its retryable failures, send them in
     batches, and chain to what follows."""
     meta = load_meta(deps, msg.account, msg.campaign)

@@ -66,7 +66,6 @@ __all__ = [
     "on_planning_completed",
     "on_recipients_planned",
     "on_resumed",
-    "on_retry_started",
     "on_send_started",
     "on_unsubscribed",
     "report_pk",
@@ -188,13 +187,6 @@ def on_delivered(msg: CampaignDelivered, deps: Deps) -> list[Message]:
     return []
 
 
-def on_retry_started(msg: CampaignRetryStarted, deps: Deps) -> list[Message]:
-    """``retry --failed``: sending again until delivery ends the new round."""
-    _set_status(deps, msg.account, msg.campaign, "sending", lambda cur: cur in ("sent", "failed"),
-                retry_at=msg.at)
-    return []
-
-
 def _finish_when_counted(deps: Deps, account: str, campaign: str) -> None:
     """``sent`` (``failed`` when nobody was sent to) once every outcome is counted."""
     item = deps.store.get(report_pk(account, campaign), k.STATS)
@@ -214,7 +206,13 @@ def on_paused(msg: CampaignPaused, deps: Deps) -> list[Message]:
     return []
 
 
-def on_resumed(msg: CampaignResumed, deps: Deps) -> list[Message]:
+def on_resumed(msg: CampaignResumed | CampaignRetryStarted, deps: Deps) -> list[Message]:
+    """Sending again: after a pause, or for ``retry --failed`` until delivery ends the new
+    round (one handler, so one queue and one function on AWS, for both)."""
+    if isinstance(msg, CampaignRetryStarted):
+        _set_status(deps, msg.account, msg.campaign, "sending", lambda cur: cur in ("sent", "failed"),
+                    retry_at=msg.at)
+        return []
     _set_status(deps, msg.account, msg.campaign, "sending", lambda cur: cur == "paused")
     return []
 
