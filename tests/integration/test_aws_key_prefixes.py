@@ -90,6 +90,7 @@ class RecordingStore:
         return getattr(self._inner, name)
 
 
+@functools.cache  # one wrapper per handler: a handler of several messages keeps one queue
 def _watched(handler: Any) -> Any:
     service = queue_name(handler).split(".", 1)[0]
 

@@ -4,6 +4,7 @@ page calls the application layer's use cases as the signed-in user's actor."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request, Response
@@ -36,6 +37,7 @@ STARTER_HTML = """<!doctype html>
 </body></html>
 """
 PREVIEW_PEOPLE = 20
+TEST_ANSWER_WAIT = 5.0  # seconds a test send's page waits for the relay's answer
 CONTROLS = {"pause": campaigns.pause, "resume": campaigns.resume, "cancel": campaigns.cancel,
             "unschedule": campaigns.unschedule}
 
@@ -131,8 +133,22 @@ def preview(request: Request, viewer: WriterDep, campaign_id: str,
 def test_send(request: Request, viewer: WriterDep, campaign_id: str,
               addresses: Annotated[str, Form(max_length=2000)]) -> Response:
     to = [a.strip() for a in addresses.replace(";", ",").split(",") if a.strip()]
-    done = campaigns.test(env_of(request), viewer.actor, campaign_id, to)
-    return render(request, "_notice.html", viewer, message="Test sent to " + ", ".join(done.addresses) + ".")
+    env = env_of(request)
+    done = campaigns.test(env, viewer.actor, campaign_id, to)
+    # say what the relay answered, when it answers within a few seconds
+    deadline = time.monotonic() + TEST_ANSWER_WAIT
+    result = campaigns.test_result(env, viewer.actor, campaign_id, done.test_id)
+    while result.status == "queued" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        result = campaigns.test_result(env, viewer.actor, campaign_id, done.test_id)
+    if result.status == "queued":
+        message = "Test queued for " + ", ".join(done.addresses) + "; the relay has not answered yet."
+    elif result.status == "sent":
+        message = "Test sent to " + ", ".join(done.addresses) + "."
+    else:
+        message = "Test not sent: " + "; ".join(
+            f"{a.address}: {'accepted' if a.outcome == 'sent' else f'{a.code} {a.reply}'}" for a in result.answers)
+    return render(request, "_notice.html", viewer, message=message)
 
 
 @router.post("/campaigns/{campaign_id}/schedule")
