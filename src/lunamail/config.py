@@ -80,6 +80,14 @@ class Settings:
     feedback_sender_id: str = _s("lunamail", "last field of the `Feedback-ID` header (campaign:list:account:sender)")
     dkim: tuple[DkimKey, ...] = _s((), "`domain:selector:keyfile[:rsa-sha256|ed25519-sha256]`, comma-separated; a domain's key "
                                       "also signs its subdomains; without a key mail goes out unsigned (the send warns)")
+    unsigned_sending: bool = _s(False, "allow campaigns From a domain that is not a sending domain of the account "
+                                "(`lunamail domains add`): such mail goes out unsigned and the send warns; off: refused")
+    spf_include: str = _s("", "the SPF mechanism sending domains publish for the relay, e.g. `include:_spf.relay.example` "
+                          "(default: `include:amazonses.com` with SES, else the SMTP relay's address)")
+    inbound_mx: str = _s("", "host that receives bounces for `bounce_domain`: `domains add` then asks for its MX record")
+    dns_servers: tuple[str, ...] = _s((), "name servers `domains check` asks (`address[:port]`, comma-separated); "
+                                      "none: the system's")
+    dns_timeout: float = _s(5.0, "seconds a `domains check` lookup may take")
     # runtime
     workers: int = _s(2, "concurrent handlers per worker process (more only fight over the GIL)")
     visibility_timeout: float = _s(120.0, "seconds a received message stays hidden before it is redelivered")

@@ -33,6 +33,7 @@ from lunamail.devtools.smtp_capture import CaptureServer
 from lunamail.entrypoints.cli.server_cmds import serve_all
 from lunamail.runtime.bootstrap import System, bootstrap_in
 from tests.e2e.test_unsubscribe_browser import CHROMIUM, CHROMIUM_ARGS, _browser_or_fail
+from tests.support.domains import add_sending_domain
 from tests.support.motoserver import free_port
 from tests.support.serving import wait_until_serving
 
@@ -64,6 +65,7 @@ def running(tmp_path: Path) -> Iterator[Running]:
         })
         link = app_accounts.initialise(Env(system.deps, system.bus.publish), owner=OWNER).owner_link
         assert link is not None
+        add_sending_domain(system, domain="moon.example.org")  # the From the owner writes below
         loop = asyncio.new_event_loop()
         stop = asyncio.Event()
 

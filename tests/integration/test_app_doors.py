@@ -45,6 +45,13 @@ def _norm(value: Any) -> Any:
     return value
 
 
+def _same_keys(item: dict[str, Any]) -> dict[str, Any]:
+    """A sending domain's keys are new random ones in each folder: their algorithms count."""
+    if str(item.get("sk", "")).startswith("DOM#"):
+        return {**item, "keys": [k["algorithm"] for k in item["keys"]]}
+    return item
+
+
 def _messages(recorded: Sequence[Message | Later]) -> list[Any]:
     out = []
     for m in recorded:
@@ -65,7 +72,7 @@ def _items(system: System) -> list[Any]:
         cursor = None
         while True:
             page = system.store.query(pk, limit=1000, cursor=cursor)
-            found += [_norm(dict(i)) for i in page.items]
+            found += [_norm(_same_keys(dict(i))) for i in page.items]
             cursor = page.cursor
             if cursor is None:
                 break
@@ -106,6 +113,7 @@ def _by_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any],
         return orjson.loads(res.stdout)
 
     try:
+        ok("domains", "add", "example.com")
         ok("lists", "create", "News", "--field", "city")
         ok("import", str(tmp_path / "people.csv"), "--list", "News")
         system = get_app()
@@ -136,6 +144,7 @@ def _by_http(tmp_path: Path) -> tuple[list[Any], list[Any]]:
                 assert resp.status_code < 300, resp.text
                 return resp.json() if resp.content else None
 
+            ok("POST", "/v1/domains", json={"domain": "example.com"})
             lst = ok("POST", "/v1/lists", json={"name": "News", "fields": [{"name": "city"}]})
             declared = ok("POST", "/v1/imports", json={"list": "News"})
             upload = declared["upload"]

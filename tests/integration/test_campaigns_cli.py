@@ -18,6 +18,7 @@ from lunamail.devtools.smtp_capture import CaptureServer
 from lunamail.entrypoints.cli.context import close_apps
 from lunamail.entrypoints.cli.main import app
 from lunamail.runtime.bootstrap import bootstrap_in
+from tests.support.domains import SENDER_DOMAIN
 
 HTML = '<p>Hello {{ subscriber.name }}</p><p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>'
 
@@ -36,6 +37,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sink: CaptureServer) ->
     monkeypatch.setenv("LUNAMAIL_SMTP_URL", f"smtp://127.0.0.1:{sink.port}")
     runner = CliRunner()
     assert runner.invoke(app, ["init"]).exit_code == 0  # an uninitialised folder is refused
+    assert runner.invoke(app, ["domains", "add", SENDER_DOMAIN]).exit_code == 0  # the drafts' From
     yield runner
     close_apps()
 

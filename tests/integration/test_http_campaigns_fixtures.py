@@ -17,6 +17,7 @@ from lunamail.domain.messages import Later, Message
 from lunamail.entrypoints.http.app import create_app
 from lunamail.runtime.bootstrap import System, bootstrap_in
 from lunamail.services.accounts import api as accounts
+from tests.support.domains import add_sending_domains
 
 M = TypeVar("M", bound=Message)
 
@@ -92,6 +93,7 @@ def make_campaign_system(tmp_path: Path, mailer: MemoryMailer) -> System:
     )
     accounts.create_account(system.deps, "Alpha", account_id="alpha")
     accounts.create_account(system.deps, "Beta", account_id="beta")
+    add_sending_domains(system, ("alpha", "beta"), ("example.com",))  # the drafts' From
     return system
 
 

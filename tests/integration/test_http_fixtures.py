@@ -16,6 +16,10 @@ from lunamail.domain.messages import Later, Message
 from lunamail.entrypoints.http.app import create_app
 from lunamail.runtime.bootstrap import System, bootstrap_in
 from lunamail.services.accounts import api as accounts
+from tests.support.domains import add_sending_domains
+
+#: The domains the HTTP tests' drafts send From (each account has them).
+SENDING_DOMAINS = ("example.com", "example.org")
 
 
 @dataclass
@@ -46,6 +50,7 @@ def make_api(
     accounts.create_account(system.deps, "Beta", account_id="beta")
     key_a = accounts.create_api_key(system.deps, "alpha", "tests").secret
     key_b = accounts.create_api_key(system.deps, "beta", "tests").secret
+    add_sending_domains(system, ("alpha", "beta"), SENDING_DOMAINS)  # the From domains of the drafts
     published: list[Message] = []
 
     def publish(messages: Any) -> list[str]:

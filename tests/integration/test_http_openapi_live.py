@@ -23,6 +23,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from lunamail.adapters.dns.memory import MemoryResolver
 from lunamail.runtime.bootstrap import bootstrap_in
 from lunamail.services.accounts import api as accounts
 from tests.support.live_server import live_serve
@@ -33,7 +34,7 @@ MAX_EXAMPLES = 15
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     data: Path = tmp_path_factory.mktemp("openapi-live") / "data"
-    system = bootstrap_in(data)
+    system = bootstrap_in(data, resolver=MemoryResolver())  # a checked domain asks this zone, not the network
     accounts.create_account(system.deps, "Fuzz", account_id="fuzz")
     key = accounts.create_api_key(system.deps, "fuzz", "schemathesis").secret
     # A list and a draft, so generated requests also reach existing resources by name.

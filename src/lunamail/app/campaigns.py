@@ -16,7 +16,6 @@ from typing import Any
 
 from lunamail.domain.campaign_model import Action, Campaign, next_status
 from lunamail.domain.messages import Later
-from lunamail.lib.dkim import signing_domain
 from lunamail.lib.templating import Rendered
 from lunamail.services.accounts import users as accounts_users
 from lunamail.services.accounts.errors import TooManyRequests
@@ -27,6 +26,7 @@ from lunamail.services.campaigns.errors import PreSendCheckFailed
 from lunamail.services.delivery import api as delivery_api
 
 from .base import Actor, Emitted, Env, Page, Permission, command, query
+from .domains import from_domain_check
 from .errors import Conflict, InvalidInput
 
 
@@ -75,13 +75,9 @@ class SendStarted:
 
 def send_warnings(env: Env, c: Campaign) -> tuple[str, ...]:
     """What the pre-send summary warns about: mail that goes out without a DKIM signature
-    (receivers then distrust it, and RFC 8058 tells them not to offer one-click unsubscribe)."""
-    domain = c.from_email.rpartition("@")[2].lower()
-    keys = [k.domain for k in env.deps.settings.dkim]
-    if domain and signing_domain(keys, domain) is None:
-        return (f"no DKIM key for {domain} (or a parent domain): messages go out unsigned; "
-                f"set LUNAMAIL_DKIM={domain}:<selector>:<keyfile> and publish its record",)
-    return ()
+    (receivers then distrust it, and RFC 8058 tells them not to offer one-click unsubscribe),
+    or signed for a domain whose DNS records are not (or no longer) verified."""
+    return from_domain_check(env, c.account, c.from_email).warnings
 
 
 def tracking_of(env: Env, c: Campaign) -> dict[str, bool]:
@@ -218,7 +214,9 @@ def test(env: Env, actor: Actor, campaign_id: str, addresses: Sequence[str]) -> 
     ``test_copies_per_hour`` of them: a test skips the suppression list, so without a cap
     an editor could mail anyone, in bulk."""
     test_id = secrets.token_hex(8)
-    cmd = campaigns_api.test_send(env.deps, actor.account, campaign_id, addresses, test_id=test_id)
+    draft = campaigns_api.get(env.deps, actor.account, campaign_id)
+    cmd = campaigns_api.test_send(env.deps, actor.account, campaign_id, addresses, test_id=test_id,
+                                  from_problems=from_domain_check(env, actor.account, draft.from_email).problems)
     limit = env.deps.settings.test_copies_per_hour
     if not accounts_users.throttle(env.deps, f"test-copies:{actor.account}", limit=limit, window=3600,
                                    cost=len(cmd.addresses)):
@@ -244,8 +242,10 @@ def test_result(env: Env, actor: Actor, campaign_id: str, test_id: str) -> TestR
 @command(Permission.SEND)
 def send(env: Env, actor: Actor, campaign_id: str) -> Emitted[SendStarted]:
     """Check and start sending now (PreSendCheckFailed with every reason otherwise)."""
-    size = audience_size(env, actor, campaigns_api.get(env.deps, actor.account, campaign_id))
-    started = campaigns_api.send_now(env.deps, actor.account, campaign_id, audience_size=size)
+    draft = campaigns_api.get(env.deps, actor.account, campaign_id)
+    size = audience_size(env, actor, draft)
+    started = campaigns_api.send_now(env.deps, actor.account, campaign_id, audience_size=size,
+                                     from_problems=from_domain_check(env, actor.account, draft.from_email).problems)
     c = campaigns_api.get(env.deps, actor.account, campaign_id)
     return Emitted(SendStarted(c, size, tracking_of(env, c), send_warnings(env, c)), [started])
 
@@ -253,8 +253,10 @@ def send(env: Env, actor: Actor, campaign_id: str) -> Emitted[SendStarted]:
 @command(Permission.SEND)
 def schedule(env: Env, actor: Actor, campaign_id: str, at: str, *, tz: str | None = None) -> Emitted[Scheduled]:
     """Schedule (or move) the send to ``at``: ISO 8601 with an offset, or a local time with ``tz``."""
-    size = audience_size(env, actor, campaigns_api.get(env.deps, actor.account, campaign_id))
-    cmd = campaigns_api.schedule(env.deps, actor.account, campaign_id, at, tz=tz, audience_size=size)
+    draft = campaigns_api.get(env.deps, actor.account, campaign_id)
+    size = audience_size(env, actor, draft)
+    cmd = campaigns_api.schedule(env.deps, actor.account, campaign_id, at, tz=tz, audience_size=size,
+                                 from_problems=from_domain_check(env, actor.account, draft.from_email).problems)
     delay = max(0.0, float(cmd.at or 0.0) - env.deps.clock.now())
     after = campaigns_api.get(env.deps, actor.account, campaign_id)
     return Emitted(Scheduled(after, delay), [Later(cmd, delay)])
@@ -341,7 +343,8 @@ def checklist(env: Env, actor: Actor, campaign_id: str) -> list[str]:
         size: int | None = audience_size(env, actor, c)
     except PreSendCheckFailed as exc:
         return list(exc.reasons)
-    return campaigns_api.checklist(env.deps, actor.account, campaign_id, audience_size=size)
+    return campaigns_api.checklist(env.deps, actor.account, campaign_id, audience_size=size,
+                                   from_problems=from_domain_check(env, actor.account, c.from_email).problems)
 
 
 @command(Permission.SEND)

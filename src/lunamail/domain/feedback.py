@@ -17,7 +17,7 @@ from typing import Literal
 from lunamail.domain.messages import Command, Event, message
 
 BounceType = Literal["hard", "soft", "sender"]
-FeedbackSource = Literal["dsn", "arf", "ses"]
+FeedbackSource = Literal["dsn", "arf", "ses", "smtp"]  # smtp: refused during our own send
 
 
 # What a sender-side status code is about, for reports ("gmail.com rejected 1,200:

@@ -1,7 +1,7 @@
-"""Sealing small secrets at rest (AES-256-GCM): a two-factor key is stored sealed with a
-key derived from the installation's master key, bound to whose it is (the associated
-data), so a copy of the store alone reveals no key and a sealed value moved to another
-user's item does not open."""
+"""Sealing small secrets at rest (AES-256-GCM): a two-factor key or a sending domain's DKIM
+private key is stored sealed with a key derived from the installation's master key, bound
+to whose it is (the associated data), so a copy of the store alone reveals no key and a
+sealed value moved to another user's (or account's, or domain's) item does not open."""
 
 from __future__ import annotations
 

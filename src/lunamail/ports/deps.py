@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from lunamail.config import Settings
 from lunamail.ports.blobs import Blobs
 from lunamail.ports.clock import Clock
+from lunamail.ports.dns import Resolver
 from lunamail.ports.identity import IdentityProvider
 from lunamail.ports.itemstore import ItemStore
 from lunamail.ports.mailer import Mailer
@@ -27,3 +28,4 @@ class Deps:
     secrets: Secrets
     mailer: Mailer | None = None  # only the delivery handlers need it; built lazily by bootstrap
     identity: IdentityProvider | None = None  # console single sign-on, when an OIDC issuer is set
+    resolver: Resolver | None = None  # DNS, for the sending-domain checks (resolves lazily)

@@ -22,6 +22,7 @@ from lunamail.domain.accounts import valid_role
 from lunamail.ports.blobs import Blobs
 from lunamail.ports.clock import Clock, SystemClock
 from lunamail.ports.deps import Deps
+from lunamail.ports.dns import Resolver
 from lunamail.ports.events import EventPublisher
 from lunamail.ports.identity import IdentityProvider
 from lunamail.ports.itemstore import ItemStore
@@ -140,6 +141,7 @@ def bootstrap(
     router: Router | None = None,
     retry: RetryPolicy | None = None,
     events: EventPublisher | None = None,
+    resolver: Resolver | None = None,
 ) -> System:
     """Build the system from settings (``Settings.load()`` when None).  Keyword parts
     replace the configured ones (tests inject fakes; parts passed in are still closed
@@ -175,6 +177,7 @@ def bootstrap(
         deps = Deps(
             settings=settings, store=store, blobs=blobs, clock=clock, secrets=secrets, mailer=mailer,
             identity=identity,
+            resolver=resolver or _build_resolver(settings),
         )
     except BaseException:
         for close in reversed(closers):
@@ -391,6 +394,14 @@ def _build_identity(settings: Settings) -> IdentityProvider | None:
     client: IdentityProvider = OidcClient(settings.oidc_issuer, settings.oidc_client_id,
                                           settings.oidc_client_secret)
     return client
+
+
+def _build_resolver(settings: Settings) -> Resolver:
+    """DNS for ``domains check``: the ``dns_servers`` named, else the system's (asked only
+    when a check runs)."""
+    from lunamail.adapters.dns.dnspython import DnspythonResolver
+
+    return DnspythonResolver(settings.dns_servers, timeout=settings.dns_timeout)
 
 
 def _build_mailer(settings: Settings) -> Mailer:

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from lunamail_client import AuthenticatedClient
 from lunamail_client.api.campaigns import create_campaign, send_campaign
+from lunamail_client.api.domains import add_domain
 from lunamail_client.api.imports import create_import, get_import, start_import
 from lunamail_client.api.lists import create_list
 from lunamail_client.api.reports import get_report
@@ -23,6 +24,7 @@ from lunamail_client.models import (
     CampaignCreate,
     CampaignOut,
     CampaignSendOut,
+    DomainCreate,
     ErrorResponse,
     FieldIn,
     FieldInType,
@@ -31,6 +33,7 @@ from lunamail_client.models import (
     ListCreate,
     ListOut,
     ReportOut,
+    SendingDomainOut,
 )
 
 T = TypeVar("T")
@@ -67,6 +70,8 @@ def main(base: str, key: str, csv_file: Path) -> int:
             time.sleep(0.1)
         assert job.status == "completed", job
 
+        domain = ok(add_domain.sync(client=api, body=DomainCreate(domain="sender.example.org")), "add domain")
+        assert isinstance(domain, SendingDomainOut) and domain.state == "pending"
         draft = CampaignCreate(name="Generated", subject="Hi {{ subscriber.name }}", from_name="Luna",
                                from_email="news@sender.example.org", html=HTML, lists=[lst.id])
         made = ok(create_campaign.sync(client=api, body=draft), "create campaign")

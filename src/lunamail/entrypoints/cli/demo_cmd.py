@@ -19,7 +19,7 @@ import typer
 from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-from lunamail.app import accounts, audience, campaigns
+from lunamail.app import accounts, audience, campaigns, domains
 from lunamail.app.base import Actor, Env
 from lunamail.config import Settings
 from lunamail.devtools.smtp_capture import CaptureServer
@@ -31,6 +31,7 @@ from lunamail.runtime.bootstrap import System, bootstrap
 ACCOUNT = "default"
 DEMO_OWNER = "owner@example.com"  # who signs in to the console after the demo
 MARKER = ".lunamail-demo"
+DEMO_DOMAIN = "demo.example.org"  # the demo's sending domain (its key signs every message)
 
 FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Ken", "Margaret", "Linus", "Frances", "Dennis",
          "Radia", "Guido", "Sophie", "Tim", "Karen", "Niklaus", "Hedy", "Donald", "Anita", "José"]
@@ -133,9 +134,14 @@ def demo(
                 f"(error report: {report_path or report_key})")
             # one reader asked never to be mailed again: the send must skip them
             audience.suppress(env, actor, "reader00003@example.com", reason="demo: complained earlier")
+            # mail goes out From a sending domain of the account, DKIM-signed with its key
+            sending = domains.add(env, actor, DEMO_DOMAIN)
+            console.print(f"sending domain {sending.domain}: DKIM selector {sending.keys[0].selector}; "
+                          f"a real domain publishes {len(sending.records)} DNS records "
+                          f"(`lunamail domains show {sending.domain}`)")
             camp = campaigns.create(env, actor, campaigns.NewCampaign(
                 name="Lunamail Gazette", subject="Autumn issue for {{ subscriber.name }}",
-                from_name="Lunamail Demo", from_email="news@demo.example.org",
+                from_name="Lunamail Demo", from_email=f"news@{DEMO_DOMAIN}",
                 html=HTML, lists=[str(lst["id"])]))
             t0 = time.monotonic()
             campaigns.send(env, actor, camp.id)

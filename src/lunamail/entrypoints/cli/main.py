@@ -56,6 +56,7 @@ _MODULES = (
     "report_cmds",
     "feedback_cmds",
     "guard_cmds",
+    "domains_cmds",
     "demo_cmd",
     "server_cmds",
 )

@@ -22,6 +22,7 @@ from lunamail.entrypoints.http import (
     routes_account,
     routes_admin,
     routes_campaigns,
+    routes_domains,
     routes_exports,
     routes_feedback,
     routes_guard,
@@ -66,6 +67,7 @@ V1_ROUTERS: list[APIRouter] = [
     routes_users.router,
     routes_exports.router,
     routes_guard.router,
+    routes_domains.router,
     routes_admin.router,
 ]
 # Routers outside /v1 that authorise requests their own way (signed URLs).

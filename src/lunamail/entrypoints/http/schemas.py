@@ -527,6 +527,38 @@ class CampaignGuardOut(Out):
     thresholds: CampaignGuardThresholds
 
 
+class DnsRecordOut(Out):
+    purpose: Literal["dkim", "spf", "dmarc", "mx"]
+    type: Literal["TXT", "MX"]
+    name: str = Field(description="Fully qualified, without the final dot.")
+    value: str = Field(description="What to publish (an MX: `preference host`).")
+    note: str
+    status: Literal["pending", "ok", "missing", "wrong", "unknown"] = Field(
+        description="What the last check found: `pending` never checked, `unknown` DNS gave no answer.")
+    found: str = Field(description="What DNS had instead (for `wrong`), shortened.")
+    zone_line: str = Field(description="The record as a zone-file line (long TXT values as several strings).")
+
+
+class DkimKeyOut(Out):
+    selector: str
+    algorithm: Literal["rsa-sha256", "ed25519-sha256"]
+    record: str = Field(description="The TXT value at `<selector>._domainkey.<domain>`.")
+
+
+class SendingDomainOut(Out):
+    domain: str
+    state: Literal["pending", "verified", "failing"] = Field(
+        description="`verified` while the last check found every record; `failing` once a later one missed one.")
+    keys: list[DkimKeyOut]
+    records: list[DnsRecordOut]
+    failing: list[str] = Field(description="`purpose name` of each record the last check did not find as asked.")
+    return_path_domain: str = Field(description="The domain of the VERP return path (SPF is checked there).")
+    created_at: Timestamp
+    checked_at: Timestamp | None = None
+    verified_at: Timestamp | None = None
+    created: bool = Field(False, description="True only in the answer of the request that added it.")
+
+
 # ---------------------------------------------------------------- dead letters
 
 

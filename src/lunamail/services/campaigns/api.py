@@ -373,7 +373,7 @@ def preview(
 
 
 def test_send(deps: Deps, account: str, campaign_id: str, addresses: Sequence[str],
-              test_id: str = "") -> SendTest:
+              test_id: str = "", *, from_problems: Sequence[str] = ()) -> SendTest:
     """The command that sends the campaign to ``addresses`` as a test (delivery marks it as a
     test and does not count it).  Needs a valid sender, compiling templates and an
     account whose sending is not locked."""
@@ -395,7 +395,8 @@ def test_send(deps: Deps, account: str, campaign_id: str, addresses: Sequence[st
         raise InvalidInput("invalid test send", errors)
     c = store.load(deps, account, campaign_id)
     # A test copy is still mail from the account: a guard lock stops it like a send.
-    reasons = lock_problem(store.sending_lock(deps, account)) + sender_problems(c)
+    problems = sender_problems(c)
+    reasons = lock_problem(store.sending_lock(deps, account)) + problems + ([] if problems else list(from_problems))
     compiled, why = compile_or_reason(c)
     if compiled is None:
         reasons.append(why)
@@ -425,7 +426,8 @@ def started_event(c: Campaign) -> CampaignSendStarted:
 
 
 def start(
-    deps: Deps, account: str, campaign_id: str, *, token: str, audience_size: int | None = None
+    deps: Deps, account: str, campaign_id: str, *, token: str, audience_size: int | None = None,
+    from_problems: Sequence[str] = (),
 ) -> Campaign:
     """Run the checks and move draft/scheduled -> sending, remembering ``token`` (which
     trigger started it).  Shared by :func:`send_now` and the scheduled-send handler."""
@@ -435,7 +437,8 @@ def start(
     def step(c: Campaign) -> Campaign:
         now = deps.clock.now()
         c.transition(Action.START, now)  # the state error first: it is the clearer one
-        reasons, _ = pre_send_problems(c, audience_size=audience_size, sending_lock=lock)
+        reasons, _ = pre_send_problems(c, audience_size=audience_size, sending_lock=lock,
+                                       from_problems=from_problems)
         if reasons:
             raise PreSendCheckFailed(reasons)
         return c.transition(Action.START, now, started_at=now, send_token=token, reason="")
@@ -444,12 +447,14 @@ def start(
 
 
 def send_now(
-    deps: Deps, account: str, campaign_id: str, *, audience_size: int | None = None
+    deps: Deps, account: str, campaign_id: str, *, audience_size: int | None = None,
+    from_problems: Sequence[str] = (),
 ) -> CampaignSendStarted:
     """Check and start sending a draft or scheduled campaign; returns the event to publish
-    (delivery plans the audience from it).  Raises PreSendCheckFailed with every reason."""
+    (delivery plans the audience from it).  Raises PreSendCheckFailed with every reason
+    (``from_problems``: the caller's verdict on the From's sending domain)."""
     c = start(deps, account, campaign_id, token=f"now:{deps.clock.now()!r}",
-              audience_size=audience_size)
+              audience_size=audience_size, from_problems=from_problems)
     return started_event(c)
 
 
@@ -500,6 +505,7 @@ def schedule(
     *,
     tz: str | None = None,
     audience_size: int | None = None,
+    from_problems: Sequence[str] = (),
 ) -> SendCampaign:
     """Schedule (or move) the send of a draft or scheduled campaign to ``at`` (see
     :func:`parse_schedule`); stored as UTC.  The checks run now too, so a broken campaign
@@ -517,7 +523,8 @@ def schedule(
 
     def step(c: Campaign) -> Campaign:
         c.transition(Action.SCHEDULE, now)
-        reasons, _ = pre_send_problems(c, audience_size=audience_size, sending_lock=lock)
+        reasons, _ = pre_send_problems(c, audience_size=audience_size, sending_lock=lock,
+                                       from_problems=from_problems)
         if reasons:
             raise PreSendCheckFailed(reasons)
         return c.transition(Action.SCHEDULE, now, scheduled_at=epoch, schedule_tz=zone_name)
@@ -595,9 +602,11 @@ def is_editable(c: Campaign) -> bool:
     return can(c.status, Action.EDIT)
 
 
-def checklist(deps: Deps, account: str, campaign_id: str, *, audience_size: int | None = None) -> list[str]:
+def checklist(deps: Deps, account: str, campaign_id: str, *, audience_size: int | None = None,
+              from_problems: Sequence[str] = ()) -> list[str]:
     """Every reason the campaign could not be sent now (empty: ready), without sending:
     the console's pre-send checklist shows them with their fixes."""
     c = store.load(deps, account, campaign_id)
-    reasons, _ = pre_send_problems(c, audience_size=audience_size, sending_lock=store.sending_lock(deps, account))
+    reasons, _ = pre_send_problems(c, audience_size=audience_size, sending_lock=store.sending_lock(deps, account),
+                                   from_problems=from_problems)
     return reasons

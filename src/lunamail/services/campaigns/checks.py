@@ -7,6 +7,7 @@ the very same checks.  No I/O: everything comes from the campaign itself
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from lunamail.domain.campaign_model import Campaign
@@ -49,13 +50,17 @@ def lock_problem(sending_lock: str | None) -> list[str]:
 
 
 def pre_send_problems(
-    c: Campaign, *, audience_size: int | None = None, sending_lock: str | None = None
+    c: Campaign, *, audience_size: int | None = None, sending_lock: str | None = None,
+    from_problems: Sequence[str] = (),
 ) -> tuple[list[str], CompiledCampaign | None]:
     """Every reason the campaign may not be sent (empty = good to go), and the compiled
     templates when they compile.  ``sending_lock`` is the reason the account is locked
-    (read by the caller from the projection), None when it may send."""
+    (read by the caller from the projection), None when it may send; ``from_problems`` what
+    the caller found wrong with the From's sending domain (delivery owns those)."""
     reasons = lock_problem(sending_lock)
     reasons.extend(sender_problems(c))
+    if c.from_email.strip() and not sender_problems(c):
+        reasons.extend(from_problems)
     if not c.subject.strip():
         reasons.append("no subject")
     if not c.lists:

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from lunamail.domain.campaigns import CampaignCancelled, CampaignPaused
 from lunamail.ports.deps import Deps
-from lunamail.services.delivery import control
+from lunamail.services.delivery import control, domains
 from lunamail.services.delivery.health import stalled
 from lunamail.services.delivery.planning import set_status
 from lunamail.services.delivery.retry import finished, retryable_count
 from lunamail.services.delivery.testsend import test_result
 
-__all__ = ["apply_stop", "finished", "retryable_count", "stalled", "test_result"]
+__all__ = ["add_domain", "apply_stop", "check_domain", "covering_domain", "finished", "get_domain",
+           "list_domains", "retryable_count", "stalled", "test_result"]
+
+# Sending domains (see ``domains``): the doors add, check and list them.
+add_domain = domains.add
+get_domain = domains.get
+list_domains = domains.list_domains
+check_domain = domains.check
+covering_domain = domains.covering_domain
 
 
 def apply_stop(deps: Deps, event: CampaignPaused | CampaignCancelled) -> float:

@@ -17,6 +17,7 @@ from lunamail.lib.tracklinks import TrackingLinks, insert_pixel
 from lunamail.lib.verp import encode_return_path
 from lunamail.ports.deps import Deps
 from lunamail.ports.mailer import OutgoingMail
+from lunamail.services.delivery import domains
 
 
 class CampaignRenderFailed(RuntimeError):
@@ -33,9 +34,13 @@ def domain_of(address: str) -> str:
     return address.rpartition("@")[2].lower()
 
 
-def signers_for(deps: Deps, from_domain: str) -> list[DkimSigner]:
+def signers_for(deps: Deps, account: str, from_domain: str) -> list[DkimSigner]:
     """DKIM signers for the From domain, or for its closest parent with a key (RSA first,
-    then e.g. ed25519)."""
+    then e.g. ed25519): the account's sending domain's keys, else the keys the ``dkim``
+    setting names (files the operator manages)."""
+    own = domains.signers(deps, account, from_domain)
+    if own:
+        return own
     out = []
     domain = signing_domain((k.domain for k in deps.settings.dkim), from_domain)
     for k in deps.settings.dkim:
@@ -91,7 +96,7 @@ class PreparedCampaign:
             ],
             bounce_domain=self._bounce_domain,
         )
-        signers = signers_for(deps, self._from_domain)
+        signers = signers_for(deps, account, self._from_domain)
         # Several keys (RSA + ed25519) share one parse and one body hash.
         self._signer: DkimSigner | MultiSigner | None = (
             None if not signers else signers[0] if len(signers) == 1 else MultiSigner(signers))

@@ -35,6 +35,7 @@ from lunamail.ports.mailer import OutgoingMail, SendResult
 from lunamail.services.delivery import control, health, keys, ledger
 from lunamail.services.delivery.planning import check_progress, load_meta, park
 from lunamail.services.delivery.prepare import prepared_campaign
+from lunamail.services.delivery.verdicts import refusal_bounces
 
 LEASE_MARGIN = 5.0  # seconds before the lease runs out that a blocked commit gives up
 GROUP = 48  # outcomes per commit: small enough to bound a crash's resends, big enough to be cheap
@@ -316,6 +317,7 @@ def summarise(
     sent = failed = retried_n = 0
     sent_emails: list[str] = []
     failures: list[dict[str, Any]] = []
+    refused: list[tuple[str, int, str]] = []  # every failure, for the hard-bounce verdicts
     retry: list[dict[str, Any]] = []
     slowed: list[dict[str, Any]] = []
     tries, slow_rounds = 1 << 30, 1 << 30
@@ -329,6 +331,7 @@ def summarise(
                 sent_emails.append(r["email"])
             elif rec.get("status") == "failed":
                 failed += 1
+                refused.append((r["email"], int(rec.get("code") or 0), str(rec.get("reply") or "")))
                 if len(failures) < 100:
                     failures.append({"email": r["email"], "code": rec.get("code"), "reply": rec.get("reply", "")})
         elif rec.get("dby") == msg.batch and not rec.get("final") and rec.get("slow"):
@@ -341,7 +344,8 @@ def summarise(
     out: list[Message | Later] = [
         BatchSent(account=msg.account, campaign=msg.campaign, batch=msg.batch, attempt=msg.attempt,
                   sent=sent, deferred=len(retry) + len(slowed), failed=failed, at=now, failures=tuple(failures),
-                  sent_emails=tuple(sent_emails), retried=retried_n)
+                  sent_emails=tuple(sent_emails), retried=retried_n),
+        *refusal_bounces(msg.account, msg.campaign, refused, now),
     ]
     # Every retry batch has a higher attempt than its parent (the reports count a batch
     # with attempt > 0 as holding earlier deferrals); the delay follows the recipients' own
