@@ -28,7 +28,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from lunamail.app import audience, campaigns
+from lunamail.app import audience, campaigns, domains
 from lunamail.app.base import Actor, Env
 from lunamail.devtools.smtp_capture import CaptureServer
 from lunamail.entrypoints.http.app import create_app
@@ -76,6 +76,7 @@ def build(folder: Path, subscribers: int, n_campaigns: int, smtp_port: int) -> t
     users.add_user(system.deps, "bench", "owner@example.com", "owner")
     users.set_password(system.deps, "bench", "owner@example.com", "bench password 1")
     actor = Actor("bench", "owner")
+    domains.add(env, actor, "bench.example.org")  # the campaigns' From
     big = audience.create_list(env, actor, audience.NewList("Everyone", fields=[{"name": "city", "type": "text"}]))
     small = audience.create_list(env, actor, audience.NewList("Small"))
     for lst, rows in ((big, subscribers), (small, 2000)):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,28 +17,11 @@ from lunamail.devtools.smtp_capture import CaptureServer
 from lunamail.entrypoints.cli.context import close_apps
 from lunamail.entrypoints.cli.main import app
 from lunamail.runtime.bootstrap import bootstrap_in
-from tests.support.domains import SENDER_DOMAIN
+from tests.support.cli_fixtures import cli, sink
+
+__all__ = ["cli", "sink"]  # the fixtures
 
 HTML = '<p>Hello {{ subscriber.name }}</p><p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>'
-
-
-@pytest.fixture
-def sink() -> Iterator[CaptureServer]:
-    with CaptureServer("127.0.0.1", 0) as server:
-        yield server
-
-
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sink: CaptureServer) -> Iterator[CliRunner]:
-    for var in ("LUNAMAIL_CONFIG", "LUNAMAIL_ACCOUNT"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("LUNAMAIL_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LUNAMAIL_SMTP_URL", f"smtp://127.0.0.1:{sink.port}")
-    runner = CliRunner()
-    assert runner.invoke(app, ["init"]).exit_code == 0  # an uninitialised folder is refused
-    assert runner.invoke(app, ["domains", "add", SENDER_DOMAIN]).exit_code == 0  # the drafts' From
-    yield runner
-    close_apps()
 
 
 def ok(cli: CliRunner, *args: str) -> Any:

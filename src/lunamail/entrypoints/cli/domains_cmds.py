@@ -59,11 +59,7 @@ def check(domain: str = _DOMAIN, account: str | None = ACCOUNT_OPTION, as_json: 
     _system, env, actor = door(account, as_json=as_json)
     with errors(as_json):
         d = domains.check(env, actor, domain)
-    if as_json:
-        print_json(d.to_dict())
-    else:
-        console.print(f"{d.domain}: {_STATE.get(d.state, d.state)}")
-        _records(d, statuses=True)
+    _print_state(d, as_json)
     if d.state != "verified":
         raise typer.Exit(1)
 
@@ -74,6 +70,10 @@ def show(domain: str = _DOMAIN, account: str | None = ACCOUNT_OPTION, as_json: b
     _system, env, actor = door(account, as_json=as_json)
     with errors(as_json):
         d = domains.get(env, actor, domain)
+    _print_state(d, as_json)
+
+
+def _print_state(d: SendingDomain, as_json: bool) -> None:
     if as_json:
         print_json(d.to_dict())
         return
