@@ -13,6 +13,7 @@ from lunamail.ports.secrets import Secrets
 from lunamail.runtime.bootstrap import System
 from lunamail.services.audience import api as audience
 from lunamail.services.campaigns import api as campaigns
+from tests.support.domains import add_sending_domain
 
 ACCOUNT = "default"
 
@@ -69,6 +70,8 @@ def make_audience(system: System, count: int, csv_dir: Path) -> Audience:
 
 
 def make_campaign(system: System, list_id: str) -> str:
+    """A draft From the account's sending domain (added here, once), so it goes out signed."""
+    add_sending_domain(system, ACCOUNT)
     camp = campaigns.create_draft(
         system.deps, ACCOUNT, name="E2E", subject="News for {{ subscriber.name }}",
         from_name="Lunamail Test", from_email="news@sender.example.org", html=HTML, lists=[list_id],
