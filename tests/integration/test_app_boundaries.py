@@ -25,6 +25,7 @@ from lunamail.runtime.bootstrap import System, bootstrap_in
 from lunamail.services.accounts import api as accounts
 from lunamail.services.accounts.errors import TooManyRequests
 from lunamail.services.campaigns.errors import PreSendCheckFailed
+from tests.support.domains import add_sending_domains
 
 
 @pytest.fixture()
@@ -32,6 +33,7 @@ def system(tmp_path: Path) -> Iterator[System]:
     s = bootstrap_in(tmp_path)
     accounts.create_account(s.deps, "Victim", account_id="victim")
     accounts.create_account(s.deps, "Evil", account_id="evil")
+    add_sending_domains(s, ("victim", "evil"), ("example.com",))  # the drafts' From
     yield s
     s.close()
 
@@ -79,6 +81,7 @@ def test_test_copies_stop_at_the_hourly_cap_of_the_account(tmp_path: Path) -> No
     system = bootstrap_in(tmp_path / "data", clock=clock)
     accounts.create_account(system.deps, "Victim", account_id="victim")
     accounts.create_account(system.deps, "Evil", account_id="evil")
+    add_sending_domains(system, ("victim", "evil"), ("example.com",))
     published: list[object] = []
     env = _env(system, published)
     cap = system.deps.settings.test_copies_per_hour
