@@ -17,7 +17,6 @@ from lunamail.entrypoints.http.app import create_app
 from lunamail.runtime.bootstrap import System, bootstrap_in
 from lunamail.services.accounts import api as accounts
 from lunamail.services.accounts import users
-from tests.support.domains import add_sending_domain
 
 PASSWORD = "a long enough password"
 ROLES = ("owner", "admin", "sender", "editor", "viewer")
@@ -64,7 +63,6 @@ def make_console(tmp_path: Path, settings: dict[str, Any] | None = None) -> Cons
             email = f"{role}@{account}.example.com"
             users.add_user(system.deps, account, email, role)
             users.set_password(system.deps, account, email, PASSWORD)
-        add_sending_domain(system, account, "example.org")  # the From of the console's drafts
     published: list[Message] = []
 
     def publish(messages: Any) -> list[str]:

@@ -17,6 +17,7 @@ from tests.integration.console_fixtures import (
     sign_in,
     signed_in,
 )
+from tests.support.domains import add_sending_domain
 
 __all__ = ["console"]
 
@@ -123,7 +124,9 @@ def test_next_only_goes_to_console_paths(console: Console) -> None:
 
 
 def _campaign(console: Console, account: str = "alpha") -> str:
+    """A draft that passes the checks, From the account's sending domain."""
     deps = console.system.deps
+    add_sending_domain(deps, account, "example.org")
     lst = audience.create_list(deps, account, "News")
     audience.subscribe(deps, account, lst["id"], "ann@example.com", name="Ann")
     c = campaigns.create_draft(deps, account, name="June", subject="Hi", from_name="News",

@@ -10,7 +10,7 @@ import pytest
 
 from lunamail.adapters.dns.memory import MemoryResolver
 from lunamail.app import campaigns as app_campaigns
-from lunamail.app import domains
+from lunamail.app import domains, onboarding
 from lunamail.app.base import Actor, Env
 from lunamail.app.errors import describe
 from lunamail.runtime.bootstrap import System, bootstrap_in
@@ -187,3 +187,14 @@ def test_a_subdomain_passes_dmarc_with_its_parents_policy(tmp_path: Path) -> Non
         domains.add(env, actor, "news.example.com")
         checked = {r.purpose: r for r in domains.check(env, actor, "news.example.com").records}
         assert checked["dmarc"].name == "_dmarc.news.example.com" and checked["dmarc"].status == "ok"
+
+
+def test_the_first_run_checklist_counts_the_accounts_sending_domain(tmp_path: Path) -> None:
+    with bootstrap_in(tmp_path / "data") as system:
+        env, actor = _env(system)
+        _draft(system, env, actor, "news@mail.example.com")
+        [step] = [s for s in onboarding.first_run(env, actor).steps if s.key == "domain"]
+        assert not step.done and "lunamail domains add" in step.detail
+        domains.add(env, actor, "example.com")
+        [step] = [s for s in onboarding.first_run(env, actor).steps if s.key == "domain"]
+        assert step.done and step.detail == "news@mail.example.com is signed by the key of example.com."

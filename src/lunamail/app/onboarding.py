@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from lunamail.lib.dkim import signing_domain
 from lunamail.services.audience import api as audience_api
 from lunamail.services.campaigns import api as campaigns_api
+from lunamail.services.delivery import api as delivery_api
 
 from .base import Actor, Env, query
 
@@ -43,7 +44,10 @@ def first_run(env: Env, actor: Actor) -> FirstRun:
     """The first-run checklist: a signed sending domain with a campaign From it, a list,
     subscribers in it, a campaign, a send."""
     deps = env.deps
-    keys = tuple(k.domain for k in deps.settings.dkim)
+    # the account's sending domains (their keys sign their subdomains too), then the
+    # installation's own keys (the dkim setting)
+    own = [d.domain for d in delivery_api.list_domains(deps, actor.account, limit=100)[0]]
+    keys = tuple(dict.fromkeys([*own, *(k.domain for k in deps.settings.dkim)]))
     lists = audience_api.list_lists(deps, actor.account)
     found = campaigns_api.list_campaigns(deps, actor.account, limit=LOOKED_AT).items
     signed = [c for c in found if c.from_email and signing_domain(keys, c.from_email.rpartition("@")[2])]
@@ -52,12 +56,14 @@ def first_run(env: Env, actor: Actor) -> FirstRun:
     # newest first, a fully sent one before those still sending, paused or cancelled
     sent = sorted((c for c in found if str(c.status) != "draft"), key=lambda c: str(c.status) != "sent")
     if not keys:
-        domain_detail = ("No DKIM key yet: make one for your domain, publish its DNS record and set "
-                         "LUNAMAIL_DKIM, so your mail is signed; then write campaigns From that domain.")
+        domain_detail = ("No DKIM key yet: add your sending domain (`lunamail domains add example.com`) and "
+                         "publish the DNS records it prints, so your mail is signed; then write campaigns "
+                         "From that domain.")
     elif not signed:
         domain_detail = f"Signed domains: {', '.join(keys)}. Give a campaign a From address on one of them."
     else:
-        domain_detail = f"{signed[0].from_email} is signed by the key of {', '.join(keys)}."
+        by = signing_domain(keys, signed[0].from_email.rpartition("@")[2])
+        domain_detail = f"{signed[0].from_email} is signed by the key of {by}."
     first_list = lists[0]["id"] if lists else ""
     steps = [
         Step("domain", "Sending domain and From address", bool(signed), domain_detail,
