@@ -156,3 +156,13 @@ def test_dead_letters_are_admins_only_per_account_and_replayed(console: Console)
     assert done.status_code == 200 and "Replayed 1 message" in done.text
     assert [d.id for d in console.system.queue.dead_letters()] == [theirs]
     assert "No dead letters" in admin.get("/dead-letters").text
+
+
+def test_retry_of_temporary_failures_goes_through_its_use_case(console: Console) -> None:
+    cid = campaigns.create_draft(console.system.deps, "alpha", name="Draft", html=HTML).id
+    viewer, token = signed_in(console, "viewer")
+    assert viewer.post(f"/campaigns/{cid}/retry-failed", data={"csrf": token}).status_code == 403
+    sender, token = signed_in(console, "sender")
+    resp = sender.post(f"/campaigns/{cid}/retry-failed", data={"csrf": token})
+    assert resp.status_code == 409 and "retry" in resp.text.lower()  # a draft has nothing sent to retry
+    assert console.published == []

@@ -171,6 +171,13 @@ def resend(request: Request, viewer: WriterDep, campaign_id: str) -> Response:
     return redirect(f"/campaigns/{done.campaign}", request)
 
 
+@router.post("/campaigns/{campaign_id}/retry-failed")
+def retry_failed(request: Request, viewer: WriterDep, campaign_id: str) -> Response:
+    """Send again to the recipients whose failure is worth another try (4xx), once."""
+    campaigns.retry_failed(env_of(request), viewer.actor, campaign_id)
+    return redirect(f"/campaigns/{campaign_id}/report", request)
+
+
 @router.post("/campaigns/{campaign_id}/{action}")
 def control(request: Request, viewer: WriterDep, campaign_id: str, action: str) -> Response:
     """Pause, resume, cancel or unschedule (each asks for confirmation in the page)."""
