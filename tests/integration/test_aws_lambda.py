@@ -9,20 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lunamail.adapters.queue.sqs import SqsQueue, incoming_from_record
 from lunamail.config import Settings
 from lunamail.domain.messages import from_json
+from lunamail.domain.tracking import Opened
 from lunamail.entrypoints import aws
+from lunamail.entrypoints.aws import sqs as sqs_entry
 from lunamail.entrypoints.aws.system import build_system
+from lunamail.ports.handlers import BatchSpec, batch_of
 from lunamail.runtime.bootstrap import System
 from lunamail.services.audience import api as audience
+from lunamail.services.reports import api as reports
 from tests.support.events import load_event
 from tests.support.fixtures import moto_endpoint
 
-from .aws_fixtures import Aws, make_cloud
+from .aws_fixtures import Aws, consumers_of, make_cloud
 
 __all__ = ["moto_endpoint"]  # the fixture, imported for pytest
 
@@ -138,3 +143,51 @@ def test_queue_comes_from_the_event_source_arn_when_not_configured(
     _, import_id = _start_import(admin)
     assert cloud.invoke(aws.sqs_handler, QUEUE, cloud.poll(QUEUE)) == []
     assert audience.get_import(admin.deps, "acme", import_id)["imported"] == 3
+
+
+def test_a_batch_form_takes_the_whole_event_and_a_bad_record_still_fails_alone(
+    moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [opens] = consumers_of(Opened)  # the report's counter, a handler with a batch form
+    aws.reset()
+    cloud = make_cloud(moto_endpoint, tmp_path, monkeypatch, [opens], LUNAMAIL_LAMBDA_QUEUE=opens)
+    calls: list[int] = []
+
+    def counted(handler: Any) -> BatchSpec | None:
+        spec = batch_of(handler)
+        if spec is None:
+            return None
+
+        def handle(messages: Any, deps: Any) -> Any:
+            calls.append(len(messages))
+            return spec.handle(messages, deps)
+
+        return BatchSpec(handle, spec.max_size)
+
+    monkeypatch.setattr(sqs_entry, "batch_of", counted)
+
+    def opened(n: int) -> Opened:
+        return Opened(account="acme", campaign="c1", email=f"r{n}@example.org", machine=False,
+                      at=1_700_000_000.0, id=f"open-{n}")
+
+    try:
+        with build_system(Settings.load()) as admin:
+            admin.bus.publish([opened(n) for n in range(8)])
+            event = cloud.poll(opens)
+            assert len(event["Records"]) == 8
+            assert cloud.invoke(aws.sqs_handler, opens, event) == []
+            assert calls == [8]  # one call of the batch form for the whole event
+            assert reports.campaign_report(admin.deps, "acme", "c1")["opened"]["unique"] == 8
+
+            # A record that is no message: the batch form raises, each record runs alone.
+            admin.bus.publish([opened(n) for n in range(8, 11)])
+            poison = SqsQueue(prefix=cloud.prefix, endpoint_url=cloud.endpoint).send(opens, b"not json")
+            event = cloud.poll(opens)
+            bad = next(r["messageId"] for r in event["Records"] if r["body"] == "not json")
+            assert cloud.invoke(aws.sqs_handler, opens, event) == [bad]
+            assert calls == [8]  # the batch form never ran on the bad event
+            assert incoming_from_record(opens, next(
+                r for r in event["Records"] if r["messageId"] == bad)).received.id == poison
+            assert reports.campaign_report(admin.deps, "acme", "c1")["opened"]["unique"] == 11
+    finally:
+        aws.reset()

@@ -29,6 +29,8 @@ SNS envelopes of SES notifications, not Lunamail messages."""
 class SesFeedbackApp(SqsApp):
     """The same per-container system and partial batch responses as the queue functions."""
 
+    batch_forms = False
+
     def _record(self, system: System, record: Mapping[str, Any]) -> None:
         message_id = str(record.get("messageId", ""))
         body = str(record.get("body") or "").encode("utf-8")

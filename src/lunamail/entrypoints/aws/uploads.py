@@ -48,6 +48,8 @@ def uploads_in(body: bytes) -> list[tuple[str, str]]:
 
 
 class UploadApp(SqsApp):
+    batch_forms = False
+
     def _record(self, system: System, record: Mapping[str, Any]) -> None:
         env = Env(system.deps, system.bus.publish)
         for account, upload_id in uploads_in(str(record.get("body") or "").encode("utf-8")):
