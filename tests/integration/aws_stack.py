@@ -27,6 +27,7 @@ import json
 import os
 import re
 import secrets
+import time
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -172,6 +173,18 @@ class Deployment:
                 if res["ResourceType"] == kind:
                     out.append(res["PhysicalResourceId"])
         return out
+
+
+    def forget_functions(self) -> None:
+        """Take this deployment's functions off moto's dashboard list: without Docker,
+        moto's ``/moto-api/data.json`` fails on any Lambda function it lists (its
+        ``docker_client`` raises), and the moto server is shared with other tests."""
+        from moto.awslambda.models import LambdaFunction
+
+        ours = set(self.resources("AWS::Lambda::Function"))
+        LambdaFunction.instances_tracked = [  # type: ignore[attr-defined]
+            f for f in LambdaFunction.instances_tracked  # type: ignore[attr-defined]
+            if f.function_name not in ours]
 
 
 class _Direct:
@@ -467,23 +480,29 @@ class Lambda:
                 self.sqs.delete_message(QueueUrl=m.queue_url, ReceiptHandle=r["receiptHandle"])
         return len(records)
 
-    def drain(self, rounds: int = 200) -> int:
-        """Poll every mapping until a whole round finds nothing visible; returns the records
-        handled.  Bounded: more than ``rounds`` busy rounds is a loop, and fails."""
+    def drain(self, rounds: int = 400, idle: int = 60) -> int:
+        """Poll every mapping until a round finds nothing and nothing is hidden or delayed on
+        the mapped queues (a retried record waits out its backoff, about a second); returns
+        the records handled.  Bounded: at most ``idle`` half-second waits, and more than
+        ``rounds`` rounds in all is a loop, and fails."""
         total = 0
         for _ in range(rounds):
             handled = sum(self.poll_once(m) for m in self.mappings)
             total += handled
-            if handled == 0:
+            if handled:
+                continue
+            if idle <= 0 or not self.waiting(dead_letters=False):
                 return total
+            idle -= 1
+            time.sleep(0.5)
         raise AssertionError(f"the queues were still busy after {rounds} rounds")
 
-    def waiting(self) -> dict[str, int]:
+    def waiting(self, dead_letters: bool = True) -> dict[str, int]:
         """Messages left on each mapped queue and on every dead-letter queue (visible,
         in flight or delayed)."""
         out: dict[str, int] = {}
         urls = [m.queue_url for m in self.mappings]
-        urls += [u for u in self.sqs.list_queues(QueueNamePrefix=self.d.prefix).get("QueueUrls", []) if u.endswith("--dlq")]
+        urls += [] if not dead_letters else [u for u in self.sqs.list_queues(QueueNamePrefix=self.d.prefix).get("QueueUrls", []) if u.endswith("--dlq")]
         for url in urls:
             attrs = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
                 "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",

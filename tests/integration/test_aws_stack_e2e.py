@@ -71,6 +71,7 @@ def stack(moto_endpoint: str, tmp_path: Path) -> Iterator[tuple[Deployment, Lamb
                      "LUNAMAIL_DATA_DIR": str(tmp_path / "lambda")})
     yield d, lam
     lam.close()
+    d.forget_functions()
 
 
 class Api:
