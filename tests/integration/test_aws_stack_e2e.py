@@ -208,5 +208,7 @@ def test_a_campaign_runs_through_the_deployed_stack(stack: tuple[Deployment, Lam
     assert (report["planned"], report["sent"], report["failed"], report["deferred"]) == (12, 12, 0, 0), report
     assert (report["status"], report["campaign_status"]) == ("sent", "sent"), report
     assert report["bounced"]["hard"] == 1 and report["complained"] == 1, report
-    assert report["clicked"]["unique"] == 1, report
+    # Counted once: as a person's, or (clicked within 10 s of the send, as scanners do) apart
+    # as a machine's; which one depends on how fast the box got here.
+    assert report["clicked"]["unique"] + report["clicked"]["machine_unique"] == 1, report
     assert lam.waiting() == {}  # nothing left behind, nothing dead-lettered
