@@ -191,8 +191,8 @@ def test_reject_is_stored_but_not_an_event(ses: Ses) -> None:
 
 def test_tampered_notification_is_refused(ses: Ses, caplog: pytest.LogCaptureFixture) -> None:
     # A uvicorn test earlier in the same process may have disabled existing loggers.
-    logging.getLogger("lunamail.http.feedback").disabled = False
-    caplog.set_level(logging.WARNING, logger="lunamail.http.feedback")
+    logging.getLogger("lunamail.app.feedback").disabled = False
+    caplog.set_level(logging.WARNING, logger="lunamail.app.feedback")
     doc = sign(envelope())
     doc["Message"] = doc["Message"].replace("jdoe@example.net", "victim@example.net")
     res = ses.post(doc)
